@@ -1,0 +1,49 @@
+"""Composition root: reads the data dir's configuration and builds a ready-to-run Gateway."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.datadir import DataDir
+from gateway.runtime.supervisor import Gateway
+from gateway.telemetry.logging import configure_logging
+from gateway.telemetry.metrics import Metrics
+
+
+def build_gateway(data_dir: DataDir) -> Gateway:
+    from gateway.transforms.identify import Identifier
+    from gateway.validation.pool import ValidationPool
+
+    config = data_dir.load_config()
+    log_file = None
+    if config.log.file:
+        log_file = Path(config.log.file)
+        log_file = log_file if log_file.is_absolute() else data_dir.root / log_file
+    configure_logging(config.log.level, config.log.format, log_file)
+    metrics = Metrics()
+    validator = ValidationPool(config.validation, data_dir.rules)
+    gateway = Gateway(
+        data_dir,
+        config,
+        identifier=Identifier(config.identify),
+        validator=validator,
+        metrics=metrics,
+    )
+    gateway.closers.append(validator.close)
+    return gateway
+
+
+def drop_demo_files(inbox: Path | None) -> list[Path]:
+    """Drop a few sample flows (valid UBL, valid CII, an invalid invoice, a flat-file batch, garbage)."""
+    from gateway.samples import demo_flows
+
+    if inbox is None:
+        return []
+    inbox.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, data in demo_flows():
+        tmp = inbox / f".{name}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(inbox / name)
+        paths.append(inbox / name)
+    return paths

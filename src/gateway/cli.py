@@ -1,0 +1,215 @@
+"""Command line: `gateway run | check-config | flows | flow ID | replay ID | …` (see README)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import re
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError
+
+DEFAULT_DATA_DIR = "./gateway-data"
+# Sub-command modules, each with register(subparsers); listed explicitly, never discovered by import.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(DEFAULT_DATA_DIR), help=f"data directory (default {DEFAULT_DATA_DIR})"
+    )
+
+
+def parse_since(text: str) -> datetime:
+    """`24h`, `30m`, `7d`, `90s` ago, or an ISO 8601 date/time (UTC if no offset)."""
+    match = re.fullmatch(r"(\d+)\s*([smhd])", text.strip())
+    if match:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration (24h, 30m, 7d) or ISO date: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="EDI flow gateway for French e-invoicing")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the gateway daemon (creates the data dir on first start)")
+    add_data_dir(run)
+    run.add_argument("--demo", action="store_true", help="also drop a few sample invoices for the demo partner")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate gateway.toml and print clear messages")
+    add_data_dir(check)
+    check.add_argument("--file", type=Path, help="config file to check (default <data dir>/gateway.toml)")
+    check.set_defaults(func=cmd_check_config)
+
+    flows = sub.add_parser("flows", help="list flows (newest first)")
+    add_data_dir(flows)
+    flows.add_argument("--partner")
+    flows.add_argument("--state", help="RECEIVED, ACKNOWLEDGED, REJECTED, FAILED, QUARANTINED, …")
+    flows.add_argument("--since", type=parse_since, help="24h, 30m, 7d or an ISO date")
+    flows.add_argument("--limit", type=int, default=50)
+    flows.add_argument("--json", action="store_true")
+    flows.set_defaults(func=cmd_flows)
+
+    flow = sub.add_parser("flow", help="one flow's whole history, invoices and verdicts")
+    add_data_dir(flow)
+    flow.add_argument("flow_id")
+    flow.add_argument("--json", action="store_true")
+    flow.set_defaults(func=cmd_flow)
+
+    replay = sub.add_parser("replay", help="send a QUARANTINED flow through the pipeline again")
+    add_data_dir(replay)
+    replay.add_argument("flow_id")
+    replay.set_defaults(func=cmd_replay)
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- run ------------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.app import build_gateway, drop_demo_files
+    from gateway.datadir import DataDir
+
+    data_dir = DataDir(args.data_dir.resolve())
+    created = data_dir.write_default_config()
+    gateway = build_gateway(data_dir)
+    if created:
+        gateway.log.info("first start: wrote default configuration", path=str(data_dir.config_file))
+    if args.demo:
+        gateway.prepare()
+        for path in drop_demo_files(data_dir.inbox(gateway.config, "demo") if "demo" in gateway.config.partners else None):
+            gateway.log.info("demo file dropped", file=path.name)
+    return gateway.run_forever()
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from gateway.config import load_config_file
+
+    path = args.file or (args.data_dir / "gateway.toml")
+    config = load_config_file(path)
+    print(f"{path}: OK ({len(config.partners)} partner(s): {', '.join(config.partners) or 'none'})")
+    return 0
+
+
+# -- monitoring -----------------------------------------------------------------------------------
+def open_store(data_dir: Path) -> Any:
+    from gateway.datadir import DataDir
+    from gateway.store.db import Store
+
+    dd = DataDir(data_dir.resolve())
+    if not dd.config_file.exists():
+        raise ConfigError(f"{dd.config_file}: no configuration here; is --data-dir right?")
+    store = Store(dd.database_url(dd.load_config()))
+    store.migrate()
+    return store
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _short_time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def cmd_flows(args: argparse.Namespace) -> int:
+    store = open_store(args.data_dir)
+    rows = store.list_flows(partner=args.partner, state=args.state, since=args.since, limit=args.limit)
+    if args.json:
+        print(json.dumps(_jsonable(rows), indent=2, ensure_ascii=False))
+        return 0
+    print(f"{'FLOW':<31} {'RECEIVED':<19} {'PARTNER':<12} {'STATE':<12} {'SYNTAX':<24} {'INV':>7}  FILE / REASON")
+    for r in rows:
+        counts = f"{r['invoices_accepted']}/{r['invoice_count']}"
+        reason = f"  [{r['reason_code']}]" if r["reason_code"] else ""
+        print(
+            f"{r['id']:<31} {_short_time(r['received_at']):<19} {r['partner'][:12]:<12} {r['state']:<12} "
+            f"{(r['syntax_code'] or '-')[:24]:<24} {counts:>7}  {r['filename']}{reason}"
+        )
+    print(f"({len(rows)} flow(s))")
+    return 0
+
+
+def cmd_flow(args: argparse.Namespace) -> int:
+    store = open_store(args.data_dir)
+    flow = store.get_flow(args.flow_id)
+    if flow is None:
+        print(f"no flow {args.flow_id}", file=sys.stderr)
+        return 1
+    events = store.flow_events(args.flow_id)
+    invoices = store.flow_invoices(args.flow_id)
+    if args.json:
+        for inv in invoices:
+            inv["summary"] = json.loads(inv.pop("summary_json"))
+            inv["report"] = json.loads(inv.pop("report_json") or "null")
+        print(json.dumps(_jsonable({"flow": flow, "events": events, "invoices": invoices}), indent=2, ensure_ascii=False))
+        return 0
+    for key in ("id", "partner", "source", "filename", "size", "sha256", "received_at", "state", "syntax",
+                "syntax_code", "profile", "chorus_status", "ack_status", "ack_name", "reason_code",
+                "reason_message", "duplicate_of", "attempts", "completed_at"):  # fmt: skip
+        if flow.get(key) not in (None, ""):
+            value = flow[key]
+            print(f"{key:>15}: {_short_time(value) if isinstance(value, datetime) else value}")
+    print("\nhistory:")
+    for e in events:
+        took = f" {e['duration_ms']:.1f} ms" if e["duration_ms"] is not None else ""
+        print(f"  {e['at'].isoformat(timespec='milliseconds')}  {e['from_state'] or '-':>12} → {e['to_state']:<12}"
+              f" [{e['stage'] or '-'}]{took}  {e['reason'] or ''}  ({e['worker']})")  # fmt: skip
+    if invoices:
+        print("\ninvoices:")
+        for inv in invoices:
+            print(f"  #{inv['seq']} {inv['item']}: {inv['status']}  number={inv['number']} seller={inv['seller_siret']}"
+                  f" buyer={inv['buyer_siret']} total={inv['total_gross']} {inv['currency'] or ''}")  # fmt: skip
+            if inv["reason_message"]:
+                print(f"      {inv['reason_code']}: {inv['reason_message']}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from gateway.statemachine import FlowState
+
+    store = open_store(args.data_dir)
+    flow = store.get_flow(args.flow_id)
+    if flow is None:
+        print(f"no flow {args.flow_id}", file=sys.stderr)
+        return 1
+    if flow["state"] != FlowState.QUARANTINED.value:
+        print(f"flow {args.flow_id} is {flow['state']}; only QUARANTINED flows are replayed", file=sys.stderr)
+        return 1
+    store.quarantine_or_replay(args.flow_id, FlowState.RECEIVED, "operator", "replayed by operator")
+    print(f"flow {args.flow_id} is RECEIVED again; a running gateway takes it")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

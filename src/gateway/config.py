@@ -1,0 +1,122 @@
+"""Typed configuration: TOML → pydantic models (`extra="forbid"`: an unknown key is an error).
+
+`load_config(data_dir)` reads `<data dir>/gateway.toml`; relative paths in it are relative to the data
+dir. `ConfigError` messages name the key path (`partners.acme.sftp.port: …`).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.errors import ConfigError
+from gateway.inbound.sftp_config import SftpPartnerAuth, SftpServerConfig
+from gateway.transforms.identify import IdentifyLimits
+from gateway.validation.plan import ValidationConfig
+
+PARTNER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IntakeConfig(Strict):
+    scan_interval_seconds: float = Field(2.0, gt=0, description="periodic scan of the in/ folders (the truth)")
+    min_age_seconds: float = Field(1.0, ge=0, description="size+mtime unchanged this long = stable")
+    max_flow_bytes: int = Field(100_000_000, gt=0, description="larger files get IRR_TAILLE_F")
+    watch: bool = Field(True, description="use filesystem events as hints (watchdog)")
+
+
+class WorkersConfig(Strict):
+    threads: int = Field(2, ge=1, le=64)
+    max_attempts: int = Field(5, ge=1, description="transient failures before quarantine")
+    max_crashes: int = Field(2, ge=1, description="claims that never finished before quarantine")
+    backoff_base_seconds: float = Field(2.0, gt=0)
+    backoff_max_seconds: float = Field(300.0, gt=0)
+    lease_seconds: float = Field(300.0, gt=0)
+    poll_interval_seconds: float = Field(0.5, gt=0)
+
+
+class StoreConfig(Strict):
+    url: str = Field("", description="SQLAlchemy URL; empty = SQLite file gateway.db in the data dir")
+
+
+class AcksConfig(Strict):
+    json_copy: bool = Field(False, description="also write the acknowledgement as JSON")
+    max_findings_per_invoice: int = Field(50, ge=1)
+
+
+class LogConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+    file: str = Field("", description="also append JSON lines to this file (relative to the data dir)")
+
+
+class MetricsConfig(Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)
+
+
+class PartnerConfig(Strict):
+    name: str = ""
+    enabled: bool = True
+    folder: str = Field("", description="partner root holding in/ and out/; default partners/<id>")
+    sftp: SftpPartnerAuth | None = Field(None, description="SFTP access; none = folder drops only")
+
+
+class GatewayConfig(Strict):
+    node_name: str = Field("", description="worker name in events; default host name + pid")
+    intake: IntakeConfig = IntakeConfig()
+    workers: WorkersConfig = WorkersConfig()
+    store: StoreConfig = StoreConfig()
+    acks: AcksConfig = AcksConfig()
+    log: LogConfig = LogConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    identify: IdentifyLimits = IdentifyLimits()
+    validation: ValidationConfig = ValidationConfig()
+    sftp: SftpServerConfig = SftpServerConfig()
+    partners: dict[str, PartnerConfig] = Field(default_factory=lambda: {"demo": PartnerConfig(name="Demo partner")})
+
+    @field_validator("partners")
+    @classmethod
+    def _partner_ids(cls, partners: dict[str, PartnerConfig]) -> dict[str, PartnerConfig]:
+        for pid in partners:
+            if not PARTNER_ID.match(pid):
+                raise ValueError(f"partner id {pid!r} must match {PARTNER_ID.pattern}")
+        return partners
+
+
+def format_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{path}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any]) -> GatewayConfig:
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def load_config_file(path: Path) -> GatewayConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data)

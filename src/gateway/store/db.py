@@ -1,0 +1,423 @@
+"""The store: engine set-up (SQLite WAL or PostgreSQL), versioned schema, and every query.
+
+Every state change is one transaction holding a guarded `UPDATE … WHERE state = :expected` and its
+`flow_events` row. On SQLite write transactions start with `BEGIN IMMEDIATE` so two threads never
+deadlock on a lock upgrade; on PostgreSQL the work queue is claimed with `FOR UPDATE SKIP LOCKED`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import NullPool
+
+from gateway.statemachine import WORKABLE_STATES, FlowState
+from gateway.store.models import Base, FlowEventRow, FlowRow, InvoiceRow, SchemaVersionRow
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_flow_id(now: datetime | None = None) -> str:
+    """Time-ordered, readable, unique: 20261124T231502123Z-9f3a1c07d2."""
+    now = now or utcnow()
+    return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(5)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+MIGRATIONS: dict[int, str] = {1: "initial schema: flows, flow_events, invoices"}
+
+
+def migrate(engine: Engine) -> int:
+    """Create or upgrade the schema to SCHEMA_VERSION; returns the version found before."""
+    with engine.begin() as conn:
+        Base.metadata.tables["schema_version"].create(conn, checkfirst=True)
+        current = conn.execute(select(func.max(SchemaVersionRow.version))).scalar() or 0
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(f"database schema version {current} is newer than this gateway ({SCHEMA_VERSION})")
+        if current < 1:
+            Base.metadata.create_all(conn)
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            conn.execute(insert(SchemaVersionRow).values(version=version, applied_at=utcnow()))
+    return current
+
+
+@dataclass(frozen=True)
+class FlowSnapshot:
+    """A flow row as read: plain values, safe to pass between threads."""
+
+    id: str
+    partner: str
+    source: str
+    filename: str
+    size: int
+    sha256: str | None
+    received_at: datetime
+    state: FlowState
+    checkpoint: FlowState | None
+    attempts: int
+    claims: int
+    duplicate_of: str | None
+    refused_reason: str | None
+    values: dict[str, Any]
+
+
+def _snapshot(row: Any) -> FlowSnapshot:
+    mapping = dict(row._mapping)
+    return FlowSnapshot(
+        id=mapping["id"],
+        partner=mapping["partner"],
+        source=mapping["source"],
+        filename=mapping["filename"],
+        size=mapping["size"],
+        sha256=mapping["sha256"],
+        received_at=mapping["received_at"],
+        state=FlowState(mapping["state"]),
+        checkpoint=FlowState(mapping["checkpoint"]) if mapping["checkpoint"] else None,
+        attempts=mapping["attempts"],
+        claims=mapping["claims"],
+        duplicate_of=mapping["duplicate_of"],
+        refused_reason=mapping["refused_reason"],
+        values=mapping,
+    )
+
+
+@dataclass(frozen=True)
+class InvoiceRecord:
+    """What the worker stores for one invoice."""
+
+    seq: int
+    item: str
+    syntax: str | None
+    profile: str | None
+    summary: dict[str, Any]
+    status: str
+    reason_code: str | None
+    reason_message: str | None
+    report: dict[str, Any] | None
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def migrate(self) -> int:
+        return migrate(self.engine)
+
+    def ping(self) -> bool:
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return True
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- intake -----------------------------------------------------------------------------------
+    def record_received(
+        self,
+        *,
+        flow_id: str,
+        partner: str,
+        source: str,
+        filename: str,
+        size: int,
+        sha256: str | None,
+        received_at: datetime,
+        worker: str,
+        refused_reason: str | None = None,
+    ) -> str | None:
+        """Insert a RECEIVED flow and its event; returns the original's id if this one is a duplicate.
+
+        Idempotent on flow_id (recovery may call it again for a flow already committed).
+        """
+        values = dict(
+            id=flow_id,
+            partner=partner,
+            source=source,
+            filename=filename,
+            size=size,
+            sha256=sha256,
+            received_at=received_at,
+            state=FlowState.RECEIVED.value,
+            state_changed_at=received_at,
+            attempts=0,
+            claims=0,
+            refused_reason=refused_reason,
+        )
+        for _ in range(3):
+            with self.transaction() as conn:
+                existing = conn.execute(select(FlowRow.duplicate_of, FlowRow.id).where(FlowRow.id == flow_id)).first()
+                if existing is not None:
+                    return existing.duplicate_of
+                original = None
+                if sha256 is not None:
+                    original = conn.execute(
+                        select(FlowRow.id).where(
+                            FlowRow.partner == partner,
+                            FlowRow.sha256 == sha256,
+                            FlowRow.duplicate_of.is_(None),
+                        )
+                    ).scalar()
+                try:
+                    conn.execute(insert(FlowRow).values(**values, duplicate_of=original))
+                except IntegrityError:
+                    conn.rollback()
+                    continue  # another node inserted the original meanwhile: look again
+                reason = f"{source}: {filename} ({size} bytes)"
+                if original:
+                    reason += f"; same content as flow {original}"
+                self._event(conn, flow_id, None, FlowState.RECEIVED, worker, "intake", reason, None, received_at)
+                return original
+        raise RuntimeError(f"could not record flow {flow_id} after repeated conflicts")
+
+    def flow_exists(self, flow_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(FlowRow.id).where(FlowRow.id == flow_id)).first() is not None
+
+    # -- work queue -------------------------------------------------------------------------------
+    def claim_next(self, worker: str, lease_seconds: float, now: datetime | None = None) -> FlowSnapshot | None:
+        """Take one workable flow with a lease; counts the claim (a flow claimed too often crashed us)."""
+        now = now or utcnow()
+        workable = [s.value for s in WORKABLE_STATES]
+        candidate = (
+            select(FlowRow.id)
+            .where(
+                FlowRow.state.in_(workable),
+                (FlowRow.next_attempt_at.is_(None)) | (FlowRow.next_attempt_at <= now),
+                (FlowRow.lease_expires_at.is_(None)) | (FlowRow.lease_expires_at < now),
+            )
+            .order_by(FlowRow.received_at, FlowRow.id)
+            .limit(1)
+        )
+        if not self.is_sqlite:
+            candidate = candidate.with_for_update(skip_locked=True)
+        with self.transaction() as conn:
+            flow_id = conn.execute(candidate).scalar()
+            if flow_id is None:
+                return None
+            row = conn.execute(
+                update(FlowRow)
+                .where(FlowRow.id == flow_id)
+                .values(
+                    lease_owner=worker,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    claims=FlowRow.claims + 1,
+                )
+                .returning(*FlowRow.__table__.columns)
+            ).first()
+            return _snapshot(row) if row else None
+
+    def release_stale_leases(self, now: datetime | None = None, *, all_leases: bool = False) -> int:
+        """Free expired leases (or all of them: a single SQLite node starting up owns every lease)."""
+        now = now or utcnow()
+        stmt = update(FlowRow).where(FlowRow.lease_owner.is_not(None))
+        if not all_leases:
+            stmt = stmt.where(FlowRow.lease_expires_at < now)
+        with self.transaction() as conn:
+            return conn.execute(stmt.values(lease_owner=None, lease_expires_at=None)).rowcount
+
+    def advance(
+        self,
+        flow: FlowSnapshot,
+        expected: FlowState,
+        target: FlowState,
+        *,
+        worker: str,
+        stage: str,
+        reason: str | None = None,
+        duration_ms: float | None = None,
+        values: dict[str, Any] | None = None,
+        invoices: Sequence[InvoiceRecord] = (),
+        release: bool = False,
+        lease_seconds: float | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """One state change: guarded update + event row (+ invoice rows) in one transaction.
+
+        False if the flow is no longer in `expected` under this worker's lease (someone else has it).
+        """
+        now = now or utcnow()
+        updates: dict[str, Any] = dict(values or {})
+        updates.update(state=target.value, state_changed_at=now)
+        if release:
+            updates.update(lease_owner=None, lease_expires_at=None)
+        elif lease_seconds is not None:
+            updates.update(lease_expires_at=now + timedelta(seconds=lease_seconds))  # renew while progressing
+        with self.transaction() as conn:
+            result = conn.execute(
+                update(FlowRow)
+                .where(FlowRow.id == flow.id, FlowRow.state == expected.value, FlowRow.lease_owner == worker)
+                .values(**updates)
+            )
+            if result.rowcount != 1:
+                conn.rollback()
+                return False
+            self._event(conn, flow.id, expected, target, worker, stage, reason, duration_ms, now)
+            for inv in invoices:
+                self._insert_invoice(conn, flow.id, inv)
+        return True
+
+    def quarantine_or_replay(self, flow_id: str, target: FlowState, worker: str, reason: str) -> bool:
+        """Operator or recovery move of a flow not held by a lease (QUARANTINED ⇄ RECEIVED)."""
+        now = utcnow()
+        with self.transaction() as conn:
+            current = conn.execute(select(FlowRow.state).where(FlowRow.id == flow_id)).scalar()
+            if current is None:
+                return False
+            conn.execute(
+                update(FlowRow)
+                .where(FlowRow.id == flow_id, FlowRow.state == current)
+                .values(
+                    state=target.value,
+                    state_changed_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    next_attempt_at=None,
+                    claims=0,
+                    attempts=0,
+                    checkpoint=None,
+                )
+            )
+            self._event(conn, flow_id, FlowState(current), target, worker, "operator", reason, None, now)
+        return True
+
+    @staticmethod
+    def _event(
+        conn: Connection,
+        flow_id: str,
+        from_state: FlowState | None,
+        to_state: FlowState,
+        worker: str,
+        stage: str | None,
+        reason: str | None,
+        duration_ms: float | None,
+        at: datetime,
+    ) -> None:
+        conn.execute(
+            insert(FlowEventRow).values(
+                flow_id=flow_id,
+                at=at,
+                from_state=from_state.value if from_state else None,
+                to_state=to_state.value,
+                worker=worker,
+                stage=stage,
+                reason=reason,
+                duration_ms=duration_ms,
+            )
+        )
+
+    @staticmethod
+    def _insert_invoice(conn: Connection, flow_id: str, inv: InvoiceRecord) -> None:
+        s = inv.summary
+        conn.execute(
+            insert(InvoiceRow).values(
+                flow_id=flow_id,
+                seq=inv.seq,
+                item=inv.item[:512],
+                syntax=inv.syntax,
+                profile=(inv.profile or None) and inv.profile[:256],
+                number=_clip(s.get("number"), 128),
+                type_code=_clip(s.get("type_code"), 8),
+                issue_date=_clip(s.get("issue_date"), 10),
+                currency=_clip(s.get("currency"), 3),
+                seller_siret=_clip(s.get("seller_siret"), 20),
+                seller_vat_id=_clip(s.get("seller_vat_id"), 32),
+                buyer_siret=_clip(s.get("buyer_siret"), 20),
+                service_code=_clip(s.get("service_code"), 128),
+                engagement_number=_clip(s.get("engagement_number"), 128),
+                total_gross=_clip(s.get("total_gross"), 32),
+                status=inv.status,
+                reason_code=inv.reason_code,
+                reason_message=inv.reason_message,
+                summary_json=json.dumps(s, ensure_ascii=False),
+                report_json=json.dumps(inv.report, ensure_ascii=False) if inv.report is not None else None,
+            )
+        )
+
+    # -- reading ----------------------------------------------------------------------------------
+    def get_flow(self, flow_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(FlowRow.__table__).where(FlowRow.id == flow_id)).first()
+            return dict(row._mapping) if row else None
+
+    def list_flows(
+        self,
+        *,
+        partner: str | None = None,
+        state: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        stmt = select(FlowRow.__table__).order_by(FlowRow.received_at.desc(), FlowRow.id.desc()).limit(limit)
+        if partner:
+            stmt = stmt.where(FlowRow.partner == partner)
+        if state:
+            stmt = stmt.where(FlowRow.state == state.upper())
+        if since:
+            stmt = stmt.where(FlowRow.received_at >= since)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def flow_events(self, flow_id: str) -> list[dict[str, Any]]:
+        stmt = select(FlowEventRow.__table__).where(FlowEventRow.flow_id == flow_id).order_by(FlowEventRow.id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def flow_invoices(self, flow_id: str) -> list[dict[str, Any]]:
+        stmt = select(InvoiceRow.__table__).where(InvoiceRow.flow_id == flow_id).order_by(InvoiceRow.seq)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def count_by_state(self) -> dict[str, int]:
+        stmt = select(FlowRow.state, func.count()).group_by(FlowRow.state)
+        with self.engine.connect() as conn:
+            return {state: n for state, n in conn.execute(stmt)}
+
+
+def _clip(value: Any, size: int) -> str | None:
+    return None if value is None else str(value)[:size]
+
+
+def default_worker_name(node_name: str) -> str:
+    return f"{node_name or os.uname().nodename}:{os.getpid()}"

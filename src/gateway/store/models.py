@@ -1,0 +1,144 @@
+"""SQLAlchemy 2 models: flows, their append-only events, invoices, schema version.
+
+Written for SQLite and PostgreSQL alike: string primary keys for flows (time-ordered ids made by the
+gateway), timezone-aware timestamps stored as UTC, partial unique index for flow dedup.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python, naive UTC in the column: same behaviour on SQLite and PostgreSQL."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+ID_TYPE = BigInteger().with_variant(Integer, "sqlite")
+
+
+class FlowRow(Base):
+    __tablename__ = "flows"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    partner: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(16))  # folder | sftp
+    filename: Mapped[str] = mapped_column(String(512))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    checkpoint: Mapped[str | None] = mapped_column(String(16))  # where a FAILED flow resumes
+    state_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # transient failures so far
+    claims: Mapped[int] = mapped_column(Integer, default=0)  # times a worker took it (crash detection)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    duplicate_of: Mapped[str | None] = mapped_column(String(40))
+    refused_reason: Mapped[str | None] = mapped_column(String(32))  # set at intake (IRR_TAILLE_F)
+    syntax: Mapped[str | None] = mapped_column(String(32))
+    syntax_code: Mapped[str | None] = mapped_column(String(48))
+    profile: Mapped[str | None] = mapped_column(String(256))
+    invoice_count: Mapped[int] = mapped_column(Integer, default=0)
+    invoices_accepted: Mapped[int] = mapped_column(Integer, default=0)
+    invoices_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    reason_code: Mapped[str | None] = mapped_column(String(32))
+    reason_message: Mapped[str | None] = mapped_column(Text)
+    chorus_status: Mapped[str | None] = mapped_column(String(32))
+    ack_status: Mapped[str | None] = mapped_column(String(8))
+    ack_name: Mapped[str | None] = mapped_column(String(600))
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        # One original per (partner, content); later copies point at it through duplicate_of.
+        Index(
+            "uq_flows_partner_sha_original",
+            "partner",
+            "sha256",
+            unique=True,
+            sqlite_where=text("duplicate_of IS NULL AND sha256 IS NOT NULL"),
+            postgresql_where=text("duplicate_of IS NULL AND sha256 IS NOT NULL"),
+        ),
+        Index("ix_flows_work", "state", "next_attempt_at"),
+    )
+
+
+class FlowEventRow(Base):
+    """Append-only history: one row per state change, written in the same transaction."""
+
+    __tablename__ = "flow_events"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    flow_id: Mapped[str] = mapped_column(String(40), ForeignKey("flows.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    worker: Mapped[str] = mapped_column(String(128))
+    stage: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float | None] = mapped_column()
+
+
+class InvoiceRow(Base):
+    __tablename__ = "invoices"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    flow_id: Mapped[str] = mapped_column(String(40), ForeignKey("flows.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    item: Mapped[str] = mapped_column(String(512))
+    syntax: Mapped[str | None] = mapped_column(String(32))
+    profile: Mapped[str | None] = mapped_column(String(256))
+    number: Mapped[str | None] = mapped_column(String(128), index=True)
+    type_code: Mapped[str | None] = mapped_column(String(8))
+    issue_date: Mapped[str | None] = mapped_column(String(10))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    seller_siret: Mapped[str | None] = mapped_column(String(20))
+    seller_vat_id: Mapped[str | None] = mapped_column(String(32))
+    buyer_siret: Mapped[str | None] = mapped_column(String(20))
+    service_code: Mapped[str | None] = mapped_column(String(128))
+    engagement_number: Mapped[str | None] = mapped_column(String(128))
+    total_gross: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # accepted | rejected | not_validated
+    reason_code: Mapped[str | None] = mapped_column(String(32))
+    reason_message: Mapped[str | None] = mapped_column(Text)
+    summary_json: Mapped[str] = mapped_column(Text)
+    report_json: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("uq_invoices_flow_seq", "flow_id", "seq", unique=True),)
+
+
+class SchemaVersionRow(Base):
+    __tablename__ = "schema_version"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime())

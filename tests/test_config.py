@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.config import load_config_file
+from gateway.datadir import DataDir
+from gateway.errors import ConfigError
+
+
+def test_default_config_file_is_valid_and_commented(tmp_path: Path) -> None:
+    dd = DataDir(tmp_path / "data")
+    assert dd.write_default_config()
+    assert not dd.write_default_config()  # never overwritten
+    text = dd.config_file.read_text()
+    assert "# " in text and "[partners.demo]" in text
+    config = dd.load_config()
+    assert list(config.partners) == ["demo"]
+    assert config.intake.max_flow_bytes == 100_000_000
+
+
+def test_unknown_key_is_reported_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text("[intake]\nscan_interval = 3\n[partners.acme]\nname='A'\ncolour='red'\n")
+    with pytest.raises(ConfigError) as info:
+        load_config_file(path)
+    message = str(info.value)
+    assert "intake.scan_interval: unknown key" in message
+    assert "partners.acme.colour: unknown key" in message
+
+
+def test_wrong_type_and_bad_partner_id(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text("[workers]\nthreads = 'many'\n[partners.'bad id']\n")
+    with pytest.raises(ConfigError) as info:
+        load_config_file(path)
+    assert "workers.threads" in str(info.value)
+    assert "bad id" in str(info.value)
+
+
+def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dd = DataDir(tmp_path)
+    dd.write_default_config()
+    assert main(["check-config", "--data-dir", str(tmp_path)]) == 0
+    assert "OK" in capsys.readouterr().out
+    dd.config_file.write_text("[store]\nurl = 1\nextra = 2\n")
+    assert main(["check-config", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "store.url" in err and "store.extra: unknown key" in err
+
+
+def test_broken_toml_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text("[intake\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config_file(path)
