@@ -30,6 +30,10 @@ def build_gateway(data_dir: DataDir) -> Gateway:
         metrics=metrics,
     )
     gateway.closers.append(validator.close)
+    if config.sftp.enabled:
+        from gateway.runtime.sftp_service import SftpService
+
+        gateway.extra_services.append(SftpService(data_dir, config, gateway.upload_hint, metrics))
     return gateway
 
 

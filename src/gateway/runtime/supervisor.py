@@ -212,7 +212,12 @@ class Gateway:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         self.prepare()
-        self.start()
+        try:
+            self.start()
+        except Exception as exc:  # noqa: BLE001 - e.g. the SFTP or metrics port is taken
+            self.log.error("gateway could not start", error=f"{type(exc).__name__}: {exc}")
+            self.stop(timeout=10)
+            return 1
         while not self.stop_event.wait(0.5):
             pass
         self.stop()

@@ -1,0 +1,105 @@
+"""The real daemon, as a subprocess: every dropped file gets exactly one correct acknowledgement."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from pathlib import Path
+
+import pytest
+from daemon_harness import Daemon, read_ack, wait_for
+from invoice_factory import make_cii, make_ubl
+from lxml import etree
+
+from gateway.resources import resource_path
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def test_each_kind_of_drop_gets_one_correct_ack(tmp_path: Path) -> None:
+    valid = make_ubl(lines=3, number="INV-OK-1")
+    invalid = _break_totals(make_ubl(lines=2, number="INV-BAD-1"))
+    drops = {
+        "valid.xml": valid,
+        "valid-cii.xml": make_cii(lines=2, number="INV-CII-1"),
+        "empty.xml": b"",
+        "oversize.xml": b"<x>" + b" " * 1_000_100 + b"</x>",
+        "garbage.bin": b"\x00\x01 this is not an invoice",
+        "not-invoice.xml": b"<?xml version='1.0'?><Order xmlns='urn:x'/>",
+        "invalid.xml": invalid,
+    }
+    schema = etree.XMLSchema(etree.parse(str(resource_path("schemas", "ack-1.xsd"))))
+    with Daemon(tmp_path / "data", json_copy=True) as d:
+        d.start()
+        for name, data in drops.items():
+            d.drop(name, data)
+        wait_for(lambda: all(d.acks_for(n) for n in drops), 120, "an ack for every drop", d)
+        d.drop("duplicate.xml", valid)  # same bytes as valid.xml, after it was acknowledged
+        wait_for(lambda: bool(d.acks_for("duplicate.xml")), 60, "duplicate ack", d)
+        assert d.stop() == 0
+
+    for name in [*drops, "duplicate.xml"]:
+        acks = d.acks_for(name)
+        assert len(acks) == 1, (name, acks)
+        schema.assertValid(etree.parse(str(acks[0])))
+        assert acks[0].with_suffix(".json").exists()
+    result = {name: read_ack(d.acks_for(name)[0]) for name in [*drops, "duplicate.xml"]}
+    assert result["valid.xml"]["status"] == "Ok" and result["valid.xml"]["flow_status"] == "IN_INTEGRE"
+    assert result["valid-cii.xml"]["status"] == "Ok"
+    assert result["empty.xml"]["reasons"] == ["IRR_VID_F"]
+    assert result["oversize.xml"]["reasons"] == ["IRR_TAILLE_F"]
+    assert result["garbage.bin"]["reasons"] == ["IRR_SYNTAX"]
+    assert result["not-invoice.xml"]["reasons"] == ["IRR_SYNTAX"]
+    assert "not an invoice" in str(result["not-invoice.xml"]["messages"][0])
+    assert result["invalid.xml"]["status"] == "Error" and result["invalid.xml"]["reasons"] == ["REJ_SEMAN"]
+    assert "BR-" in str(result["invalid.xml"]["messages"][0])
+    assert result["duplicate.xml"]["reasons"] == ["AlreadyExistingFlow"]
+    assert result["valid.xml"]["flow_id"] in str(result["duplicate.xml"]["messages"][0])
+    assert not list(d.inbox().iterdir())
+    states = {name: state for _, name, state in d.flows()}
+    assert states["valid.xml"] == "ACKNOWLEDGED" and states["garbage.bin"] == "REJECTED"
+    assert len(d.flows()) == len(drops) + 1
+
+
+def test_sigkill_mid_batch_loses_nothing_and_answers_once(tmp_path: Path) -> None:
+    files = {}
+    for i in range(200):
+        if i % 10 == 3:
+            files[f"bad-{i:03d}.xml"] = f"<not-closed-{i}".encode()
+        elif i % 10 == 7:
+            files[f"cii-{i:03d}.xml"] = make_cii(lines=1, number=f"C-{i}")
+        else:
+            files[f"inv-{i:03d}.xml"] = make_ubl(lines=1, number=f"U-{i}")
+    with Daemon(tmp_path / "data") as d:
+        d.start()
+        for name, data in files.items():
+            d.drop(name, data)
+        wait_for(lambda: len(d.acks()) >= 15, 120, "the first acks", d)
+        d.stop(signal.SIGKILL)
+        assert len(d.acks()) < 200, "the daemon finished before it was killed; the test proves nothing"
+        d.start()
+        wait_for(lambda: len(d.acks()) >= 200, 300, "all 200 acks after restart", d)
+        # let any in-flight rewrite finish, then stop cleanly
+        assert d.stop() == 0
+
+    for name in files:
+        assert len(d.acks_for(name)) == 1, name
+    assert len(d.acks()) == 200
+    assert not list(d.outbox().glob("*.part"))
+    with sqlite3.connect(d.data_dir / "gateway.db") as conn:
+        rows = list(conn.execute("SELECT filename, state FROM flows"))
+        assert sorted(r[0] for r in rows) == sorted(files)
+        assert {r[1] for r in rows} <= {"ACKNOWLEDGED", "REJECTED"}
+        events = conn.execute("SELECT COUNT(*) FROM flow_events WHERE to_state = 'RECEIVED'").fetchone()[0]
+        assert events == 200
+    assert not list(d.inbox().iterdir())
+    assert not any((d.data_dir / "spool" / "claim").rglob("*.xml"))
+
+
+def _break_totals(xml: bytes) -> bytes:
+    """Change the amount due so BR-CO-16 (due = total - prepaid + rounding) fails."""
+    doc = etree.fromstring(xml)
+    ns = {"cbc": "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"}
+    payable = doc.find(".//cbc:PayableAmount", ns)
+    payable.text = "999999.99"
+    return etree.tostring(doc, xml_declaration=True, encoding="UTF-8")
