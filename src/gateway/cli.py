@@ -16,7 +16,12 @@ from gateway.errors import ConfigError
 
 DEFAULT_DATA_DIR = "./gateway-data"
 # Sub-command modules, each with register(subparsers); listed explicitly, never discovered by import.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "gateway.commands.identify",
+    "gateway.commands.validate",
+    "gateway.commands.rules",
+    "gateway.commands.sftp",
+)
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:

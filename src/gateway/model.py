@@ -36,7 +36,6 @@ class ReasonCode(StrEnum):
     DUPLICATE_FLOW = "AlreadyExistingFlow"
     SEMANTIC = "REJ_SEMAN"
     UNIQUENESS = "REJ_UNI"
-    NOT_VALIDATED = "REJ_NON_VALIDE"  # a validation layer could not run (issue 11: three outcomes)
     INTERNAL = "ERR_INTERNE"  # the gateway failed on this flow too often and quarantined it
 
 

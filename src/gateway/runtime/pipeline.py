@@ -204,7 +204,7 @@ class Pipeline:
 
     def _validate(self, ctx: FlowContext, started: float) -> bool:
         ident = self._identification(ctx)
-        records = [self._judge(seq, doc) for seq, doc in enumerate(ident.invoices, start=1)]
+        records = [self._judge(seq, doc, ctx.flow.partner) for seq, doc in enumerate(ident.invoices, start=1)]
         accepted = sum(1 for r in records if r.status == INVOICE_ACCEPTED)
         return self._advance(
             ctx,
@@ -216,7 +216,7 @@ class Pipeline:
             invoices=records,
         )
 
-    def _judge(self, seq: int, doc: InvoiceDocument) -> InvoiceRecord:
+    def _judge(self, seq: int, doc: InvoiceDocument, partner: str) -> InvoiceRecord:
         summary = doc.summary.to_dict()
         if doc.error is not None:
             self.metrics.invoices.labels(doc.syntax.value, "rejected").inc()
@@ -225,7 +225,7 @@ class Pipeline:
                 ReasonCode.SYNTAX.value, f"{doc.error.rule_id}: {doc.error.message}",
                 {"outcome": "invalid", "layers": [], "findings": [doc.error.to_dict()]},
             )  # fmt: skip
-        report = self.validator.validate(doc.xml, doc.syntax, doc.profile, doc.container, "")
+        report = self.validator.validate(doc.xml, doc.syntax, doc.profile, doc.container, partner)
         report_dict = report_to_dict(report)
         outcome = report_dict["outcome"]
         self.metrics.invoices.labels(doc.syntax.value, outcome).inc()
