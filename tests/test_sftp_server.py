@@ -1,0 +1,293 @@
+"""SftpServer: configuration models, password hashing command, host key, login limiter, lifecycle, logs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import asyncssh
+import paramiko
+import pytest
+import structlog
+from argon2 import PasswordHasher
+from pydantic import ValidationError
+from structlog.testing import LogCapture
+
+from gateway.commands import sftp as sftp_command
+from gateway.inbound.sftp_config import SftpPartnerAuth, SftpServerConfig
+from gateway.inbound.sftp_server import SftpPartner, SftpServer, _LoginLimiter, hash_password
+from gateway.telemetry.metrics import Metrics
+
+# ---- harness (a copy lives in test_sftp_clients.py: test modules do not import each other) ----------
+
+
+class Harness:
+    """An SftpServer on an ephemeral port, run by its own event loop in a background thread."""
+
+    def __init__(
+        self, base: Path, auths: dict[str, SftpPartnerAuth], logger: object = None, **config: object
+    ):
+        self.base = base
+        self.metrics = Metrics()
+        self.uploads: list[tuple[str, Path, bytes]] = []
+        self.roots = {pid: base / "partners" / pid for pid in auths}
+        partners = {pid: SftpPartner(pid, self.roots[pid], auth) for pid, auth in auths.items()}
+        self.host_key = base / "data" / "ssh_host_ed25519_key"
+        self.server = SftpServer(
+            SftpServerConfig(port=0, **config),  # type: ignore[arg-type]
+            partners,
+            self.host_key,
+            lambda partner, path: self.uploads.append((partner, path, path.read_bytes())),
+            self.metrics,
+            logger,
+        )
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.stopped = False
+        self.call(self.server.start())
+        self.port = self.server.port
+
+    def call(self, coro: object) -> object:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)  # type: ignore[arg-type]
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not met in time")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.call(self.server.stop())
+
+    def close(self) -> None:
+        self.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+@pytest.fixture
+def make_harness(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+    started: list[Harness] = []
+
+    def factory(auths: dict[str, SftpPartnerAuth], base: Path | None = None, **kwargs: object) -> Harness:
+        harness = Harness(base or tmp_path / f"h{len(started)}", auths, **kwargs)
+        started.append(harness)
+        return harness
+
+    yield factory
+    for harness in started:
+        harness.close()
+
+
+@pytest.fixture
+def client_key(tmp_path: Path) -> tuple[asyncssh.SSHKey, paramiko.PKey, str]:
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    path = tmp_path / "id_ed25519"
+    path.write_bytes(key.export_private_key())
+    return key, paramiko.Ed25519Key.from_private_key_file(str(path)), key.export_public_key().decode()
+
+
+def connect(port: int, user: str, pkey: paramiko.PKey) -> tuple[paramiko.SSHClient, paramiko.SFTPClient]:
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    client.connect(
+        "127.0.0.1", port=port, username=user, pkey=pkey, look_for_keys=False, allow_agent=False, timeout=15
+    )
+    return client, client.open_sftp()
+
+
+# ---- configuration ------------------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    config = SftpServerConfig()
+    assert (config.host, config.port, config.host_key) == ("127.0.0.1", 2222, None)
+    assert config.upload_temp_suffixes == (".part", ".filepart", ".tmp")
+    assert SftpPartnerAuth().authorized_keys == [] and SftpPartnerAuth().allowed_sources == []
+
+
+def test_plain_password_and_unknown_fields_are_refused() -> None:
+    with pytest.raises(ValidationError, match="argon2"):
+        SftpPartnerAuth(password_hash="secret")
+    with pytest.raises(ValidationError, match="argon2"):
+        SftpPartnerAuth(
+            password_hash="$2b$12$abcdefghijklmnopqrstuu5Kq0V3p2pQm6V6xqY0b1Cw9gVQZQZ8e"
+        )  # bcrypt
+    with pytest.raises(ValidationError, match="not a valid argon2"):
+        SftpPartnerAuth(password_hash="$argon2id$garbage")
+    with pytest.raises(ValidationError):
+        SftpPartnerAuth(password="secret")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        SftpServerConfig(listen="0.0.0.0")  # type: ignore[call-arg]
+    assert SftpPartnerAuth(password_hash=hash_password("pw")).password_hash
+
+
+def test_key_lines_and_sources_are_checked(client_key) -> None:
+    _, _, line = client_key
+    assert SftpPartnerAuth(authorized_keys=[line, "# comment", f'from="127.0.0.1" {line}'])
+    with pytest.raises(ValidationError, match="authorized_keys"):
+        SftpPartnerAuth(authorized_keys=["ssh-ed25519 not-base64"])
+    assert SftpPartnerAuth(allowed_sources=["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"])
+    with pytest.raises(ValidationError, match="allowed_sources"):
+        SftpPartnerAuth(allowed_sources=["example.com"])
+
+
+def test_hash_password_and_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hashed = hash_password("s3cret")
+    assert hashed.startswith("$argon2id$") and PasswordHasher().verify(hashed, "s3cret")
+    with pytest.raises(ValueError):
+        hash_password("")
+
+    parser = argparse.ArgumentParser()
+    sftp_command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["sftp", "hash-password"])
+    monkeypatch.setattr("sys.stdin", io.StringIO("partner pass phrase\n"))
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out.strip()
+    assert PasswordHasher().verify(printed, "partner pass phrase")
+    assert SftpPartnerAuth(password_hash=printed)
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    assert sftp_command.run(args) == 1
+
+
+def test_login_limiter_locks_and_forgets() -> None:
+    now = [1000.0]
+    limiter = _LoginLimiter(max_failures=3, lockout_seconds=60, clock=lambda: now[0])
+    assert not limiter.failure("192.0.2.1") and not limiter.failure("192.0.2.1")
+    limiter.success("192.0.2.1")  # a good login clears the count
+    assert not limiter.failure("192.0.2.1") and not limiter.failure("192.0.2.1")
+    assert limiter.failure("192.0.2.1")
+    assert limiter.locked("192.0.2.1") and not limiter.locked("192.0.2.2")
+    now[0] += 61
+    assert not limiter.locked("192.0.2.1")
+    assert not limiter.failure("192.0.2.3")
+    now[0] += 61  # failures older than the window are forgotten
+    assert not limiter.failure("192.0.2.3") and not limiter.failure("192.0.2.3")
+
+
+# ---- lifecycle ----------------------------------------------------------------------------------------
+
+
+def host_key_of(port: int) -> str:
+    transport = paramiko.Transport(("127.0.0.1", port))
+    try:
+        transport.start_client(timeout=10)
+        return transport.get_remote_server_key().get_base64()
+    finally:
+        transport.close()
+
+
+def test_host_key_generated_once_and_kept(make_harness, tmp_path: Path, client_key) -> None:
+    _, _, line = client_key
+    auths = {"acme": SftpPartnerAuth(authorized_keys=[line])}
+    first = make_harness(auths, base=tmp_path / "gw")
+    assert stat.S_IMODE(first.host_key.stat().st_mode) == 0o600
+    assert asyncssh.read_private_key(first.host_key).algorithm == b"ssh-ed25519"
+    offered = host_key_of(first.port)
+    first.stop()
+    second = make_harness(auths, base=tmp_path / "gw")
+    assert host_key_of(second.port) == offered
+    assert (second.roots["acme"] / "in").is_dir() and (second.roots["acme"] / "out").is_dir()
+
+
+def test_stale_temp_files_are_removed_at_start(make_harness, tmp_path: Path, client_key) -> None:
+    inbox = tmp_path / "gw" / "partners" / "acme" / "in"
+    inbox.mkdir(parents=True)
+    (inbox / ".sftp-0123456789abcdef.upload").write_bytes(b"half a file from before a crash")
+    (inbox / "kept.xml").write_bytes(b"complete")
+    make_harness({"acme": SftpPartnerAuth(authorized_keys=[client_key[2]])}, base=tmp_path / "gw")
+    assert sorted(p.name for p in inbox.iterdir()) == ["kept.xml"]
+
+
+def test_stop_aborts_uploads_in_progress(make_harness, client_key) -> None:
+    _, pkey, line = client_key
+    harness = make_harness({"acme": SftpPartnerAuth(authorized_keys=[line])})
+    client, sftp = connect(harness.port, "acme", pkey)
+    fh = sftp.open("/in/slow.xml", "wb")
+    fh.write(b"x" * 50_000)
+    fh.flush()
+    assert harness.metric("gateway_sftp_sessions") == 1
+    harness.stop()
+    inbox = harness.roots["acme"] / "in"
+    assert list(inbox.iterdir()) == []
+    assert harness.uploads == []
+    assert harness.metric("gateway_sftp_uploads_total", partner="acme", result="aborted") == 1
+    assert harness.metric("gateway_sftp_sessions") == 0
+    client.close()
+    with pytest.raises(OSError):
+        connect(harness.port, "acme", pkey)
+
+
+def test_close_status_reports_a_collision(make_harness, client_key) -> None:
+    """A client that checks the close status (asyncssh's client does; paramiko ignores it) sees the refusal."""
+    key, _, line = client_key
+    harness = make_harness({"acme": SftpPartnerAuth(authorized_keys=[line])})
+
+    async def race() -> None:
+        async with (
+            asyncssh.connect(
+                "127.0.0.1", harness.port, username="acme", client_keys=[key], known_hosts=None
+            ) as conn,
+            conn.start_sftp_client() as sftp,
+        ):
+            first = await sftp.open("/in/race.xml", "wb")
+            second = await sftp.open("/in/race.xml", "wb")
+            await first.write(b"one")
+            await second.write(b"two")
+            await first.close()
+            with pytest.raises(asyncssh.SFTPFailure, match="not been taken"):
+                await second.close()
+
+    asyncio.run(race())
+    assert (harness.roots["acme"] / "in" / "race.xml").read_bytes() == b"one"
+    assert [p.name for _, p, _ in harness.uploads] == ["race.xml"]
+
+
+def test_log_lines_and_metrics(make_harness, client_key) -> None:
+    _, pkey, line = client_key
+    capture = LogCapture()
+    logger = structlog.wrap_logger(structlog.PrintLogger(io.StringIO()), processors=[capture])
+    harness = make_harness({"acme": SftpPartnerAuth(authorized_keys=[line])}, logger=logger)
+    (harness.roots["acme"] / "out" / "ack.xml").write_bytes(b"A" * 300)
+    client, sftp = connect(harness.port, "acme", pkey)
+    try:
+        sftp.putfo(io.BytesIO(os.urandom(4096)), "/in/flow.xml")
+        with sftp.open("/out/ack.xml") as fh:
+            fh.read()
+    finally:
+        client.close()
+    harness.wait_for(lambda: any(e["event"] == "sftp.disconnect" for e in capture.entries))
+    events = {entry["event"]: entry for entry in capture.entries}
+    assert {"sftp.listening", "sftp.connect", "sftp.login", "sftp.upload", "sftp.download"} <= set(events)
+    upload = events["sftp.upload"]
+    assert (upload["partner"], upload["file"], upload["bytes"], upload["result"]) == (
+        "acme",
+        "flow.xml",
+        4096,
+        "ok",
+    )
+    assert upload["duration_s"] >= 0
+    download = events["sftp.download"]
+    assert (download["partner"], download["bytes"], download["complete"]) == ("acme", 300, True)
+    assert harness.metric("gateway_sftp_logins_total", result="ok") == 1
+    assert harness.metric("gateway_sftp_received_bytes_total", partner="acme") == 4096
+    assert harness.metric("gateway_sftp_sent_bytes_total", partner="acme") == 300
+    assert harness.metric("gateway_sftp_transfer_duration_seconds_count") == 1
