@@ -205,7 +205,11 @@ def build_ack_dict(verdict: FlowVerdict, issued_at: datetime, max_findings: int 
         "syntax": verdict.syntax,
         "syntaxCode": verdict.syntax_code,
         "profile": verdict.profile,
-        "counts": {"invoices": len(verdict.invoices), "accepted": verdict.accepted, "rejected": verdict.rejected},
+        "counts": {
+            "invoices": len(verdict.invoices),
+            "accepted": verdict.accepted,
+            "rejected": verdict.rejected,
+        },
         "details": details(verdict),
         "invoices": [
             {

@@ -1,0 +1,60 @@
+"""Syntax conversion CII ⇄ UBL 2.1 (EN 16931 core) with XSLT 1.0 stylesheets (xslt/cii-to-ubl.xsl, ubl-to-cii.xsl)."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from gateway.errors import IdentifyError
+from gateway.resources import resource_path
+from gateway.transforms.xmlsafe import parse_xml, safe_parser
+
+NS_CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
+NS_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
+NS_RSM = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
+NS_RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
+NS_UDT = "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100"
+NS_QDT = "urn:un:unece:uncefact:data:standard:QualifiedDataType:100"
+UBL_ROOTS = {
+    "{urn:oasis:names:specification:ubl:schema:xsd:Invoice-2}Invoice",
+    "{urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2}CreditNote",
+}
+CII_ROOT = f"{{{NS_RSM}}}CrossIndustryInvoice"
+
+
+class ConversionError(IdentifyError):
+    """The input cannot be converted (not the expected syntax, or the stylesheet failed)."""
+
+
+class Converter:
+    """CII ⇄ UBL converter; each stylesheet compiles once, on first use."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[str, etree.XSLT] = {}
+
+    def _xslt(self, name: str) -> etree.XSLT:
+        if name not in self._compiled:
+            doc = etree.parse(str(resource_path("xslt", name)), safe_parser())
+            self._compiled[name] = etree.XSLT(doc, access_control=etree.XSLTAccessControl.DENY_ALL)
+        return self._compiled[name]
+
+    def _run(self, xml: bytes, expected: set[str], stylesheet: str, nsmap: dict[str, str]) -> bytes:
+        root = parse_xml(xml)
+        if root.tag not in expected:
+            raise ConversionError(
+                f"cannot convert: root element {root.tag} is not {' or '.join(sorted(expected))}"
+            )
+        try:
+            result = self._xslt(stylesheet)(root)
+        except etree.XSLTApplyError as exc:
+            raise ConversionError(f"conversion failed: {exc}") from None
+        out = result.getroot()
+        etree.cleanup_namespaces(out, top_nsmap=nsmap)
+        return etree.tostring(out, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+    def cii_to_ubl(self, xml: bytes) -> bytes:
+        return self._run(xml, {CII_ROOT}, "cii-to-ubl.xsl", {"cac": NS_CAC, "cbc": NS_CBC})
+
+    def ubl_to_cii(self, xml: bytes) -> bytes:
+        return self._run(
+            xml, UBL_ROOTS, "ubl-to-cii.xsl", {"rsm": NS_RSM, "ram": NS_RAM, "udt": NS_UDT, "qdt": NS_QDT}
+        )

