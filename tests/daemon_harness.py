@@ -55,8 +55,11 @@ class Daemon:
         data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / "gateway.toml").write_text(
             FAST_CONFIG.format(
-                max_bytes=max_bytes, json_copy=str(json_copy).lower(), metrics=str(metrics).lower(),
-                metrics_port=metrics_port, extra=extra,
+                max_bytes=max_bytes,
+                json_copy=str(json_copy).lower(),
+                metrics=str(metrics).lower(),
+                metrics_port=metrics_port,
+                extra=extra,
             )  # fmt: skip
         )
         self.stderr_path = data_dir / "daemon.stderr.log"
@@ -105,7 +108,11 @@ class Daemon:
         return sorted(p for p in out.glob("*.ack.xml")) if out.exists() else []
 
     def acks_for(self, name: str, partner: str = "demo") -> list[Path]:
-        return [p for p in self.acks(partner) if p.name.startswith(name + ".") and p.name[len(name) + 1 :].count(".") == 2]
+        return [
+            p
+            for p in self.acks(partner)
+            if p.name.startswith(name + ".") and p.name[len(name) + 1 :].count(".") == 2
+        ]
 
     def flows(self) -> list[tuple[str, str, str]]:
         with sqlite3.connect(self.data_dir / "gateway.db") as conn:
@@ -124,7 +131,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, daemon: D
         if predicate():
             return
         if daemon is not None and daemon.proc is not None and daemon.proc.poll() is not None:
-            raise AssertionError(f"daemon died while waiting for {what}:\n{daemon.stderr_path.read_text()[-4000:]}")
+            raise AssertionError(
+                f"daemon died while waiting for {what}:\n{daemon.stderr_path.read_text()[-4000:]}"
+            )
         time.sleep(0.1)
     tail = daemon.stderr_path.read_text()[-4000:] if daemon and daemon.stderr_path.exists() else ""
     raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")
@@ -135,8 +144,14 @@ def read_ack(path: Path) -> dict[str, object]:
     return {
         "status": doc.findtext("a:Status", namespaces=ACK_NS),
         "flow_status": doc.findtext("a:FlowStatus", namespaces=ACK_NS),
-        "reasons": [d.findtext("a:ReasonCode", namespaces=ACK_NS) for d in doc.findall("a:Details/a:Detail", namespaces=ACK_NS)],
-        "messages": [d.findtext("a:ReasonMessage", namespaces=ACK_NS) for d in doc.findall("a:Details/a:Detail", namespaces=ACK_NS)],
+        "reasons": [
+            d.findtext("a:ReasonCode", namespaces=ACK_NS)
+            for d in doc.findall("a:Details/a:Detail", namespaces=ACK_NS)
+        ],
+        "messages": [
+            d.findtext("a:ReasonMessage", namespaces=ACK_NS)
+            for d in doc.findall("a:Details/a:Detail", namespaces=ACK_NS)
+        ],
         "flow_id": doc.findtext("a:FlowId", namespaces=ACK_NS),
         "doc": doc,
     }

@@ -7,11 +7,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, read_ack, wait_for
-from invoice_factory import make_cii, make_ubl
 from lxml import etree
 
+from daemon_harness import Daemon, read_ack, wait_for
 from gateway.resources import resource_path
+from invoice_factory import make_cii, make_ubl
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -103,3 +103,33 @@ def _break_totals(xml: bytes) -> bytes:
     payable = doc.find(".//cbc:PayableAmount", ns)
     payable.text = "999999.99"
     return etree.tostring(doc, xml_declaration=True, encoding="UTF-8")
+
+
+def test_demo_mode_drops_samples_and_answers_each(tmp_path: Path) -> None:
+    with Daemon(tmp_path / "data") as d:
+        d.start("--demo")
+        wait_for(lambda: len(d.acks()) >= 7, 120, "acks for the 7 demo flows", d)
+        assert d.stop() == 0
+    verdicts = {p.name.split(".")[0]: read_ack(p) for p in d.acks()}
+    assert len(verdicts) == 7
+    assert verdicts["demo-ubl-invoice"]["flow_status"] == "IN_INTEGRE"
+    assert verdicts["demo-cii-invoice"]["flow_status"] == "IN_INTEGRE"
+    assert verdicts["demo-credit-note"]["flow_status"] == "IN_INTEGRE"
+    assert verdicts["demo-invalid-totals"]["reasons"] == ["REJ_SEMAN"]
+    assert "BR-CO-16" in str(verdicts["demo-invalid-totals"]["messages"][0])
+    assert verdicts["demo-not-an-invoice"]["reasons"] == ["IRR_SYNTAX"]
+    assert verdicts["demo-empty"]["reasons"] == ["IRR_VID_F"]
+
+
+def test_sigterm_drains_and_restart_resumes(tmp_path: Path) -> None:
+    with Daemon(tmp_path / "data") as d:
+        d.start()
+        for i in range(30):
+            d.drop(f"t-{i:02d}.xml", make_ubl(lines=5, number=f"T-{i}"))
+        wait_for(lambda: len(d.acks()) >= 3, 120, "first acks", d)
+        assert d.stop(signal.SIGTERM) == 0
+        assert d.log_has("gateway stopped")
+        d.start()
+        wait_for(lambda: len(d.acks()) >= 30, 180, "all acks after restart", d)
+        assert d.stop() == 0
+    assert all(len(d.acks_for(f"t-{i:02d}.xml")) == 1 for i in range(30))

@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncssh
 import paramiko
 import pytest
+
 from daemon_harness import Daemon, read_ack, wait_for
 from invoice_factory import make_ubl
 
@@ -37,7 +38,9 @@ def test_twenty_sftp_clients_fifty_files_each_all_acknowledged_once(tmp_path: Pa
     extra = f'[partners.acme.sftp]\nauthorized_keys = ["{public}"]\n'
     daemon = Daemon(tmp_path / "data", extra=extra)
     config = daemon.data_dir / "gateway.toml"
-    config.write_text(config.read_text().replace("[sftp]\nenabled = false", f"[sftp]\nenabled = true\nport = {port}"))
+    config.write_text(
+        config.read_text().replace("[sftp]\nenabled = false", f"[sftp]\nenabled = true\nport = {port}")
+    )
 
     with daemon as d:
         d.start()

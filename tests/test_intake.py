@@ -34,7 +34,9 @@ def _intake(tmp_path: Path) -> tuple[Intake, Store]:
     store.migrate()
     for d in ("claims", "blobs", "tmp"):
         (tmp_path / d).mkdir()
-    intake = Intake(store, BlobStore(tmp_path / "blobs", tmp_path / "tmp"), tmp_path / "claims", 50, "t", Metrics())
+    intake = Intake(
+        store, BlobStore(tmp_path / "blobs", tmp_path / "tmp"), tmp_path / "claims", 50, "t", Metrics()
+    )
     return intake, store
 
 

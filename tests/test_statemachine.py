@@ -34,7 +34,14 @@ def test_happy_path_reaches_acknowledged() -> None:
 
 def test_full_path_with_routing_and_delivery() -> None:
     pos = Position(FlowState.RECEIVED)
-    for event in (Event.IDENTIFY, Event.TRANSFORM, Event.VALIDATE, Event.ROUTE, Event.DELIVER, Event.ACKNOWLEDGE):
+    for event in (
+        Event.IDENTIFY,
+        Event.TRANSFORM,
+        Event.VALIDATE,
+        Event.ROUTE,
+        Event.DELIVER,
+        Event.ACKNOWLEDGE,
+    ):
         pos = transition(pos, event)
     assert pos.state is FlowState.ACKNOWLEDGED
 

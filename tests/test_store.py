@@ -9,7 +9,9 @@ from gateway.statemachine import FlowState
 from gateway.store.db import InvoiceRecord, Store, new_flow_id
 
 
-def _receive(store: Store, sha: str | None = "a" * 64, partner: str = "acme", flow_id: str | None = None) -> tuple[str, str | None]:
+def _receive(
+    store: Store, sha: str | None = "a" * 64, partner: str = "acme", flow_id: str | None = None
+) -> tuple[str, str | None]:
     fid = flow_id or new_flow_id()
     dup = store.record_received(
         flow_id=fid, partner=partner, source="folder", filename="f.xml", size=10, sha256=sha,
@@ -52,10 +54,20 @@ def test_claim_advance_and_events(store_url: str) -> None:
     # guarded: the expected state no longer matches
     assert not store.advance(flow, FlowState.RECEIVED, FlowState.IDENTIFIED, worker="w1", stage="identify")
     # another worker without the lease cannot move it
-    assert not store.advance(flow, FlowState.IDENTIFIED, FlowState.TRANSFORMED, worker="w2", stage="transform")
-    inv = InvoiceRecord(1, "f.xml", "ubl-invoice", None, {"number": "N1"}, "accepted", None, None, {"outcome": "valid"})
+    assert not store.advance(
+        flow, FlowState.IDENTIFIED, FlowState.TRANSFORMED, worker="w2", stage="transform"
+    )
+    inv = InvoiceRecord(
+        1, "f.xml", "ubl-invoice", None, {"number": "N1"}, "accepted", None, None, {"outcome": "valid"}
+    )
     assert store.advance(
-        flow, FlowState.IDENTIFIED, FlowState.REJECTED, worker="w1", stage="validate", invoices=[inv], release=True
+        flow,
+        FlowState.IDENTIFIED,
+        FlowState.REJECTED,
+        worker="w1",
+        stage="validate",
+        invoices=[inv],
+        release=True,
     )
     events = store.flow_events(fid)
     assert [(e["from_state"], e["to_state"]) for e in events] == [
@@ -86,7 +98,9 @@ def test_concurrent_claims_never_share_a_flow(store_url: str) -> None:
 
     def worker(name: str) -> None:
         while (flow := store.claim_next(name, 60)) is not None:
-            assert store.advance(flow, FlowState.RECEIVED, FlowState.REJECTED, worker=name, stage="t", release=True)
+            assert store.advance(
+                flow, FlowState.RECEIVED, FlowState.REJECTED, worker=name, stage="t", release=True
+            )
             with lock:
                 taken.append(flow.id)
 

@@ -30,6 +30,20 @@ def build_gateway(data_dir: DataDir) -> Gateway:
         metrics=metrics,
     )
     gateway.closers.append(validator.close)
+    if config.metrics.enabled:
+        from gateway.telemetry.collectors import collect_build_info, rule_pack_versions
+        from gateway.telemetry.http import MonitoringServer
+
+        # first to start, last to stop: ops can watch the drain
+        monitoring = MonitoringServer(
+            config.metrics,
+            gateway.store,
+            metrics,
+            gateway.health,
+            collect_build_info(),
+            rule_packs=rule_pack_versions(data_dir.rules),
+        )
+        gateway.extra_services.insert(0, monitoring)
     if config.sftp.enabled:
         from gateway.runtime.sftp_service import SftpService
 

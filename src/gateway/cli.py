@@ -21,12 +21,16 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.validate",
     "gateway.commands.rules",
     "gateway.commands.sftp",
+    "gateway.commands.monitor",
 )
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data-dir", type=Path, default=Path(DEFAULT_DATA_DIR), help=f"data directory (default {DEFAULT_DATA_DIR})"
+        "--data-dir",
+        type=Path,
+        default=Path(DEFAULT_DATA_DIR),
+        help=f"data directory (default {DEFAULT_DATA_DIR})",
     )
 
 
@@ -49,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the gateway daemon (creates the data dir on first start)")
     add_data_dir(run)
-    run.add_argument("--demo", action="store_true", help="also drop a few sample invoices for the demo partner")
+    run.add_argument(
+        "--demo", action="store_true", help="also drop a few sample invoices for the demo partner"
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check-config", help="validate gateway.toml and print clear messages")
@@ -106,7 +112,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         gateway.log.info("first start: wrote default configuration", path=str(data_dir.config_file))
     if args.demo:
         gateway.prepare()
-        for path in drop_demo_files(data_dir.inbox(gateway.config, "demo") if "demo" in gateway.config.partners else None):
+        for path in drop_demo_files(
+            data_dir.inbox(gateway.config, "demo") if "demo" in gateway.config.partners else None
+        ):
             gateway.log.info("demo file dropped", file=path.name)
     return gateway.run_forever()
 
@@ -153,7 +161,9 @@ def cmd_flows(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_jsonable(rows), indent=2, ensure_ascii=False))
         return 0
-    print(f"{'FLOW':<31} {'RECEIVED':<19} {'PARTNER':<12} {'STATE':<12} {'SYNTAX':<24} {'INV':>7}  FILE / REASON")
+    print(
+        f"{'FLOW':<31} {'RECEIVED':<19} {'PARTNER':<12} {'STATE':<12} {'SYNTAX':<24} {'INV':>7}  FILE / REASON"
+    )
     for r in rows:
         counts = f"{r['invoices_accepted']}/{r['invoice_count']}"
         reason = f"  [{r['reason_code']}]" if r["reason_code"] else ""
@@ -177,7 +187,13 @@ def cmd_flow(args: argparse.Namespace) -> int:
         for inv in invoices:
             inv["summary"] = json.loads(inv.pop("summary_json"))
             inv["report"] = json.loads(inv.pop("report_json") or "null")
-        print(json.dumps(_jsonable({"flow": flow, "events": events, "invoices": invoices}), indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                _jsonable({"flow": flow, "events": events, "invoices": invoices}),
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return 0
     for key in ("id", "partner", "source", "filename", "size", "sha256", "received_at", "state", "syntax",
                 "syntax_code", "profile", "chorus_status", "ack_status", "ack_name", "reason_code",

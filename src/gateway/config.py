@@ -26,7 +26,9 @@ class Strict(BaseModel):
 
 
 class IntakeConfig(Strict):
-    scan_interval_seconds: float = Field(2.0, gt=0, description="periodic scan of the in/ folders (the truth)")
+    scan_interval_seconds: float = Field(
+        2.0, gt=0, description="periodic scan of the in/ folders (the truth)"
+    )
     min_age_seconds: float = Field(1.0, ge=0, description="size+mtime unchanged this long = stable")
     max_flow_bytes: int = Field(100_000_000, gt=0, description="larger files get IRR_TAILLE_F")
     watch: bool = Field(True, description="use filesystem events as hints (watchdog)")
@@ -81,7 +83,9 @@ class GatewayConfig(Strict):
     identify: IdentifyLimits = IdentifyLimits()
     validation: ValidationConfig = ValidationConfig()
     sftp: SftpServerConfig = SftpServerConfig()
-    partners: dict[str, PartnerConfig] = Field(default_factory=lambda: {"demo": PartnerConfig(name="Demo partner")})
+    partners: dict[str, PartnerConfig] = Field(
+        default_factory=lambda: {"demo": PartnerConfig(name="Demo partner")}
+    )
 
     @field_validator("partners")
     @classmethod

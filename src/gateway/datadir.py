@@ -1,13 +1,13 @@
 """The data directory: where config, database, spool and partner folders live.
 
-    <data dir>/gateway.toml          configuration (written, commented, on first start)
-    <data dir>/gateway.db            SQLite store (WAL) unless store.url says otherwise
-    <data dir>/spool/claim/<partner>/<flow id>__<file>   files taken from in/, until their flow row is committed
-    <data dir>/spool/tmp/            blobs being written
-    <data dir>/spool/blobs/ab/cd/<sha256>   content-addressed copies of every flow
-    <data dir>/partners/<id>/in/     where a partner drops files (locally or over SFTP)
-    <data dir>/partners/<id>/out/    acknowledgements for that partner
-    <data dir>/rules/                installed rule packs
+<data dir>/gateway.toml          configuration (written, commented, on first start)
+<data dir>/gateway.db            SQLite store (WAL) unless store.url says otherwise
+<data dir>/spool/claim/<partner>/<flow id>__<file>   files taken from in/, until their flow row is committed
+<data dir>/spool/tmp/            blobs being written
+<data dir>/spool/blobs/ab/cd/<sha256>   content-addressed copies of every flow
+<data dir>/partners/<id>/in/     where a partner drops files (locally or over SFTP)
+<data dir>/partners/<id>/out/    acknowledgements for that partner
+<data dir>/rules/                installed rule packs
 """
 
 from __future__ import annotations

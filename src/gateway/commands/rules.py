@@ -17,7 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--rules-dir", type=Path, default=None, help="folder of installed packs (default <data dir>/rules)"
     )
     common.add_argument(
-        "--data-dir", type=Path, default=Path("./gateway-data"), help="gateway data directory (default ./gateway-data)"
+        "--data-dir",
+        type=Path,
+        default=Path("./gateway-data"),
+        help="gateway data directory (default ./gateway-data)",
     )
     rules = subparsers.add_parser("rules", help="list, show, install or remove validation rule packs")
     commands = rules.add_subparsers(dest="rules_command", required=True)

@@ -93,7 +93,9 @@ class Pipeline:
     def _process(self, flow: FlowSnapshot) -> FlowState:
         ctx = FlowContext(flow, Position(flow.state, flow.checkpoint))
         if flow.claims > self.config.workers.max_crashes:
-            return self._quarantine(ctx, f"a worker took this flow {flow.claims - 1} times without finishing it")
+            return self._quarantine(
+                ctx, f"a worker took this flow {flow.claims - 1} times without finishing it"
+            )
         if ctx.position.state is FlowState.FAILED:
             resumed = transition(ctx.position, Event.RETRY)
             reason = f"retry {flow.attempts + 1} from {resumed.state.value}"
@@ -128,7 +130,14 @@ class Pipeline:
         return steps[state]
 
     def _advance(
-        self, ctx: FlowContext, event: Event, stage: str, started: float, *, reason: str | None = None, **kw: Any
+        self,
+        ctx: FlowContext,
+        event: Event,
+        stage: str,
+        started: float,
+        *,
+        reason: str | None = None,
+        **kw: Any,
     ) -> bool:
         target = transition(ctx.position, event)
         duration_ms = (time.perf_counter() - started) * 1000
@@ -200,7 +209,9 @@ class Pipeline:
         # Flat files and PDFs were normalised to invoice XML by identification; syntax conversion for
         # delivery belongs to routing (a later stage).
         ident = self._identification(ctx)
-        return self._advance(ctx, Event.TRANSFORM, "transform", started, reason=f"{len(ident.invoices)} XML document(s)")
+        return self._advance(
+            ctx, Event.TRANSFORM, "transform", started, reason=f"{len(ident.invoices)} XML document(s)"
+        )
 
     def _validate(self, ctx: FlowContext, started: float) -> bool:
         ident = self._identification(ctx)
@@ -230,7 +241,17 @@ class Pipeline:
         outcome = report_dict["outcome"]
         self.metrics.invoices.labels(doc.syntax.value, outcome).inc()
         if outcome == "valid":
-            return InvoiceRecord(seq, doc.item, doc.syntax.value, doc.profile, summary, INVOICE_ACCEPTED, None, None, report_dict)
+            return InvoiceRecord(
+                seq,
+                doc.item,
+                doc.syntax.value,
+                doc.profile,
+                summary,
+                INVOICE_ACCEPTED,
+                None,
+                None,
+                report_dict,
+            )
         return InvoiceRecord(
             seq, doc.item, doc.syntax.value, doc.profile, summary, INVOICE_REJECTED,
             ReasonCode.SEMANTIC.value, rejection_message(report_dict), report_dict,
@@ -266,7 +287,9 @@ class Pipeline:
         started = time.perf_counter()
         values = self._final_values(verdict, ack_name)
         values.update(reason_code=reason_code, reason_message=message)
-        self._advance(ctx, Event.REJECT, stage, started, reason=f"{reason_code}: {message}", values=values, release=True)
+        self._advance(
+            ctx, Event.REJECT, stage, started, reason=f"{reason_code}: {message}", values=values, release=True
+        )
         return ctx.position.state
 
     def _fail(self, ctx: FlowContext, stage: str, message: str) -> FlowState:
@@ -302,7 +325,9 @@ class Pipeline:
         self._count_completion(flow, "quarantined", ReasonCode.INTERNAL.value)
         values = self._final_values(verdict, ack_name)
         values.update(reason_code=ReasonCode.INTERNAL.value, reason_message=why)
-        self._advance(ctx, Event.QUARANTINE, "quarantine", time.perf_counter(), reason=why, values=values, release=True)
+        self._advance(
+            ctx, Event.QUARANTINE, "quarantine", time.perf_counter(), reason=why, values=values, release=True
+        )
         self.log.error("flow quarantined", reason=why)
         return ctx.position.state
 
@@ -394,8 +419,12 @@ def invoice_verdict(row: dict[str, Any]) -> InvoiceVerdict:
         outcome=report["outcome"] if report else None,
         layers=tuple(
             LayerVerdict(
-                name=lay["name"], pack=lay["pack"] or "", version=lay["version"] or "",
-                artefact=lay["artefact"] or "", sha256=lay["sha256"] or "", status=lay["status"],
+                name=lay["name"],
+                pack=lay["pack"] or "",
+                version=lay["version"] or "",
+                artefact=lay["artefact"] or "",
+                sha256=lay["sha256"] or "",
+                status=lay["status"],
                 message=lay.get("message") or "",
             )
             for lay in layers

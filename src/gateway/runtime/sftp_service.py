@@ -26,7 +26,9 @@ class SftpService:
             for pid, p in config.partners.items()
             if p.enabled and p.sftp is not None
         }
-        host_key = Path(config.sftp.host_key) if config.sftp.host_key else data_dir.root / "ssh_host_ed25519_key"
+        host_key = (
+            Path(config.sftp.host_key) if config.sftp.host_key else data_dir.root / "ssh_host_ed25519_key"
+        )
         if not host_key.is_absolute():
             host_key = data_dir.root / host_key
         self.server = SftpServer(config.sftp, partners, host_key, on_upload, metrics)

@@ -131,7 +131,12 @@ class Gateway:
             service.start()
             self.health.set(type(service).__name__, True)
         self.health.set("intake", True)
-        self.log.info("gateway started", worker=self.worker_name, partners=self.partners, data_dir=str(self.data_dir.root))
+        self.log.info(
+            "gateway started",
+            worker=self.worker_name,
+            partners=self.partners,
+            data_dir=str(self.data_dir.root),
+        )
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=self._guard(name, target), name=name, daemon=True)

@@ -39,7 +39,9 @@ def new_flow_id(now: datetime | None = None) -> str:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60, "check_same_thread": False})
+        engine = create_engine(
+            url, poolclass=NullPool, connect_args={"timeout": 60, "check_same_thread": False}
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -53,7 +55,9 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock up front (no deadlock on upgrade); readers never wait for it.
+            read_only = conn.get_execution_options().get("gateway_read_only")
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
@@ -68,7 +72,9 @@ def migrate(engine: Engine) -> int:
         Base.metadata.tables["schema_version"].create(conn, checkfirst=True)
         current = conn.execute(select(func.max(SchemaVersionRow.version))).scalar() or 0
         if current > SCHEMA_VERSION:
-            raise RuntimeError(f"database schema version {current} is newer than this gateway ({SCHEMA_VERSION})")
+            raise RuntimeError(
+                f"database schema version {current} is newer than this gateway ({SCHEMA_VERSION})"
+            )
         if current < 1:
             Base.metadata.create_all(conn)
         for version in range(current + 1, SCHEMA_VERSION + 1):
@@ -143,8 +149,12 @@ class Store:
     def migrate(self) -> int:
         return migrate(self.engine)
 
+    def reader(self) -> Connection:
+        """A connection for reads only: on SQLite it does not wait behind writers."""
+        return self.engine.connect().execution_options(gateway_read_only=True)
+
     def ping(self) -> bool:
-        with self.engine.connect() as conn:
+        with self.reader() as conn:
             conn.exec_driver_sql("SELECT 1")
         return True
 
@@ -187,7 +197,9 @@ class Store:
         )
         for _ in range(3):
             with self.transaction() as conn:
-                existing = conn.execute(select(FlowRow.duplicate_of, FlowRow.id).where(FlowRow.id == flow_id)).first()
+                existing = conn.execute(
+                    select(FlowRow.duplicate_of, FlowRow.id).where(FlowRow.id == flow_id)
+                ).first()
                 if existing is not None:
                     return existing.duplicate_of
                 original = None
@@ -207,16 +219,20 @@ class Store:
                 reason = f"{source}: {filename} ({size} bytes)"
                 if original:
                     reason += f"; same content as flow {original}"
-                self._event(conn, flow_id, None, FlowState.RECEIVED, worker, "intake", reason, None, received_at)
+                self._event(
+                    conn, flow_id, None, FlowState.RECEIVED, worker, "intake", reason, None, received_at
+                )
                 return original
         raise RuntimeError(f"could not record flow {flow_id} after repeated conflicts")
 
     def flow_exists(self, flow_id: str) -> bool:
-        with self.engine.connect() as conn:
+        with self.reader() as conn:
             return conn.execute(select(FlowRow.id).where(FlowRow.id == flow_id)).first() is not None
 
     # -- work queue -------------------------------------------------------------------------------
-    def claim_next(self, worker: str, lease_seconds: float, now: datetime | None = None) -> FlowSnapshot | None:
+    def claim_next(
+        self, worker: str, lease_seconds: float, now: datetime | None = None
+    ) -> FlowSnapshot | None:
         """Take one workable flow with a lease; counts the claim (a flow claimed too often crashed us)."""
         now = now or utcnow()
         workable = [s.value for s in WORKABLE_STATES]
@@ -377,7 +393,7 @@ class Store:
 
     # -- reading ----------------------------------------------------------------------------------
     def get_flow(self, flow_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self.reader() as conn:
             row = conn.execute(select(FlowRow.__table__).where(FlowRow.id == flow_id)).first()
             return dict(row._mapping) if row else None
 
@@ -396,22 +412,22 @@ class Store:
             stmt = stmt.where(FlowRow.state == state.upper())
         if since:
             stmt = stmt.where(FlowRow.received_at >= since)
-        with self.engine.connect() as conn:
+        with self.reader() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]
 
     def flow_events(self, flow_id: str) -> list[dict[str, Any]]:
         stmt = select(FlowEventRow.__table__).where(FlowEventRow.flow_id == flow_id).order_by(FlowEventRow.id)
-        with self.engine.connect() as conn:
+        with self.reader() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]
 
     def flow_invoices(self, flow_id: str) -> list[dict[str, Any]]:
         stmt = select(InvoiceRow.__table__).where(InvoiceRow.flow_id == flow_id).order_by(InvoiceRow.seq)
-        with self.engine.connect() as conn:
+        with self.reader() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]
 
     def count_by_state(self) -> dict[str, int]:
         stmt = select(FlowRow.state, func.count()).group_by(FlowRow.state)
-        with self.engine.connect() as conn:
+        with self.reader() as conn:
             return {state: n for state, n in conn.execute(stmt)}
 
 

@@ -57,7 +57,10 @@ class Metrics:
             "gateway_deliveries_total", "Deliveries by sink and result", ["sink", "result"], registry=r
         )
         self.flow_retries = Counter(
-            "gateway_flow_retries_total", "Transient failures that were scheduled for retry", ["stage"], registry=r
+            "gateway_flow_retries_total",
+            "Transient failures that were scheduled for retry",
+            ["stage"],
+            registry=r,
         )
         # SFTP server
         self.sftp_logins = Counter(
@@ -65,13 +68,19 @@ class Metrics:
         )
         self.sftp_sessions = Gauge("gateway_sftp_sessions", "Open SFTP sessions", registry=r)
         self.sftp_uploads = Counter(
-            "gateway_sftp_uploads_total", "SFTP uploads by partner and result", ["partner", "result"], registry=r
+            "gateway_sftp_uploads_total",
+            "SFTP uploads by partner and result",
+            ["partner", "result"],
+            registry=r,
         )
         self.sftp_bytes_received = Counter(
             "gateway_sftp_received_bytes_total", "Bytes received over SFTP", ["partner"], registry=r
         )
         self.sftp_bytes_sent = Counter(
-            "gateway_sftp_sent_bytes_total", "Bytes sent over SFTP (acknowledgement downloads)", ["partner"], registry=r
+            "gateway_sftp_sent_bytes_total",
+            "Bytes sent over SFTP (acknowledgement downloads)",
+            ["partner"],
+            registry=r,
         )
         self.sftp_transfer_duration = Histogram(
             "gateway_sftp_transfer_duration_seconds",

@@ -186,9 +186,7 @@ class Identifier:
             if invoice.error is not None:
                 finding = Finding(RULE_FLAT, Severity.FATAL, invoice.error, location=f"line {invoice.line}")
                 documents.append(
-                    InvoiceDocument(
-                        item=name, syntax=Syntax.UBL_INVOICE, container="flat", error=finding
-                    )
+                    InvoiceDocument(item=name, syntax=Syntax.UBL_INVOICE, container="flat", error=finding)
                 )
                 continue
             root = parse_xml(invoice.ubl, self.limits)
