@@ -6,12 +6,16 @@ import re
 from decimal import Decimal
 
 import pytest
+from lxml import etree
 
 from gateway.errors import IdentifyError
 from gateway.model import Syntax
 from gateway.transforms.flatfile import FlatConverter, Layout
 from gateway.transforms.identify import Identifier
-from invoice_factory import ArtefactValidator, make_flat, shared_validator
+from gateway.validation.engine import ValidationEngine
+from gateway.validation.plan import ValidationConfig
+from gateway.validation.rulepacks import RulePackRegistry
+from invoice_factory import CBC, ArtefactValidator, make_flat, shared_validator
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +38,16 @@ def _join(lines: list[str], encoding: str = "utf-8") -> bytes:
 
 def test_layout_is_data() -> None:
     layout = Layout.load("cpp-flat-v1")
-    assert set(layout.records) == {"H", "F", "L", "T", "Z"}
+    assert set(layout.records) == {"H", "F", "N", "L", "T", "Z"}
     f_fields = [f["name"] for f in sorted(layout.records["F"]["fields"], key=lambda f: f["position"])]
-    assert f_fields[:3] == ["number", "type_code", "issue_date"] and f_fields[-1] == "due_date"
+    assert f_fields[:3] == ["number", "type_code", "issue_date"] and f_fields[12] == "due_date"
+    assert f_fields[13:] == [
+        "seller_endpoint",
+        "seller_endpoint_scheme",
+        "buyer_endpoint",
+        "buyer_endpoint_scheme",
+    ]
+    assert layout.records["N"]["after"] == ["F", "N"]
 
 
 def test_batch_to_valid_ubl(identifier: Identifier, validator: ArtefactValidator) -> None:
@@ -102,7 +113,7 @@ def test_unknown_encoding(identifier: Identifier) -> None:
     ],
 )
 def test_structure_errors_reject_the_flow(identifier: Identifier, mutate, message: str) -> None:
-    lines = _lines(make_flat(1))
+    lines = _lines(make_flat(1, french_mentions=False))
     with pytest.raises(IdentifyError, match=message):
         identifier.identify(_join(mutate(lines)), "f.txt")
 
@@ -121,7 +132,7 @@ def test_structure_errors_reject_the_flow(identifier: Identifier, mutate, messag
 def test_field_errors_reject_one_invoice(
     identifier: Identifier, record: str, position: int, value: str, message: str
 ) -> None:
-    lines = _lines(make_flat(2))
+    lines = _lines(make_flat(2, french_mentions=False))
     index = next(i for i, line in enumerate(lines) if line.startswith(record + ";"))
     fields = lines[index].split(";")
     fields[position - 1] = value
@@ -134,7 +145,7 @@ def test_field_errors_reject_one_invoice(
 
 
 def test_too_many_fields(identifier: Identifier) -> None:
-    lines = _lines(make_flat(1))
+    lines = _lines(make_flat(1, french_mentions=False))
     lines[2] += ";extra"
     doc = identifier.identify(_join(lines), "f.txt").invoices[0]
     assert doc.error is not None and "line 3" in doc.error.message and "at most 9" in doc.error.message
@@ -149,3 +160,170 @@ def test_bom_and_crlf(identifier: Identifier) -> None:
 def test_converter_alone() -> None:
     out = FlatConverter().convert(make_flat(2))
     assert [inv.index for inv in out] == [1, 2] and all(inv.ubl.startswith(b"<?xml") for inv in out)
+
+
+# -- layout extension: N records (notes) and electronic addresses (F positions 15-18) -----------------------
+_OLD_STYLE_SPECS = [
+    {"number": "A-1", "lines": 3},
+    {"number": "A-2", "type_code": "381"},
+    {"seller_name": 'Société; "Fils"'},
+]
+
+
+@pytest.fixture(scope="module")
+def engine() -> ValidationEngine:
+    return ValidationEngine(ValidationConfig(), RulePackRegistry(None))
+
+
+def _without_extension(ubl: bytes) -> bytes:
+    """The UBL minus what the extension adds (notes, endpoint ids), serialised like the converter does."""
+    root = etree.fromstring(ubl)
+    for el in root.findall(f"{{{CBC}}}Note") + root.findall(f".//{{{CBC}}}EndpointID"):
+        el.getparent().remove(el)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def _reserialised(ubl: bytes) -> bytes:
+    return etree.tostring(etree.fromstring(ubl), xml_declaration=True, encoding="UTF-8")
+
+
+def test_old_style_file_converts_as_before() -> None:
+    old = make_flat(_OLD_STYLE_SPECS, encoding="ISO-8859-1", french_mentions=False)
+    records = _lines(old, "latin-1")
+    assert not any(r.startswith("N;") for r in records)
+    assert all(len(r.split(";")) == 14 for r in records if r.startswith("F;") and '"' not in r)
+    converter = FlatConverter()
+    before = converter.convert(old)
+    assert [inv.error for inv in before] == [None, None, None]
+    for inv in before:
+        assert etree.fromstring(inv.ubl).find(f".//{{{CBC}}}EndpointID") is None
+        assert etree.fromstring(inv.ubl).find(f"{{{CBC}}}Note") is None
+    # empty trailing extension fields change nothing
+    padded = "\n".join(r + ";;;;" if r.startswith("F;") else r for r in records).encode("latin-1")
+    assert [inv.ubl for inv in converter.convert(padded)] == [inv.ubl for inv in before]
+    # the extended file gives the same UBL plus notes and endpoint ids
+    new = converter.convert(make_flat(_OLD_STYLE_SPECS, encoding="ISO-8859-1"))
+    assert [_without_extension(inv.ubl) for inv in new] == [_reserialised(inv.ubl) for inv in before]
+
+
+def test_old_style_file_misses_the_french_mentions(identifier: Identifier, engine: ValidationEngine) -> None:
+    doc = identifier.identify(make_flat(1, french_mentions=False), "f.txt").invoices[0]
+    report = engine.validate(doc.xml, doc.syntax, doc.profile)
+    assert report.outcome == "invalid"
+    failed = {f.rule_id.split("_")[0] for f in report.fatal_findings}
+    assert {"BR-FR-05", "BR-FR-12", "BR-FR-13"} <= failed
+
+
+def test_french_mentions_pass_xsd_en16931_and_br_fr(identifier: Identifier, engine: ValidationEngine) -> None:
+    data = make_flat([{"number": "FR-1", "lines": 3}, {"number": "FR-2"}], encoding="ISO-8859-1")
+    result = identifier.identify(data, "f.txt")
+    assert len(result.invoices) == 2
+    for doc in result.invoices:
+        assert doc.error is None and doc.syntax == Syntax.UBL_INVOICE
+        report = engine.validate(doc.xml, doc.syntax, doc.profile)
+        assert {layer.layer for layer in report.layers} >= {"xsd", "en16931", "br-fr"}
+        assert report.outcome == "valid", report.summary_text()
+
+
+def test_notes_and_addresses_in_ubl() -> None:
+    data = make_flat(
+        [
+            {
+                "notes": [("", 'Note libre; avec "guillemets"'), ("PMT", "Indemnité : 40 €"), ("BAR", "B2B")],
+                "seller_endpoint": "123456782_FACT",
+                "seller_endpoint_scheme": "",
+                "buyer_endpoint": "98765432400019",
+                "buyer_endpoint_scheme": "0009",
+            }
+        ]
+    )
+    assert b'"Note libre; avec ""guillemets"""' in data
+    root = etree.fromstring(FlatConverter().convert(data)[0].ubl)
+    assert [n.text for n in root.findall(f"{{{CBC}}}Note")] == [
+        'Note libre; avec "guillemets"',
+        "#PMT#Indemnité : 40 €",
+        "#BAR#B2B",
+    ]
+    seller, buyer = root.findall(f".//{{{CBC}}}EndpointID")
+    assert (seller.text, seller.get("schemeID")) == ("123456782_FACT", "0225")  # scheme defaults to 0225
+    assert (buyer.text, buyer.get("schemeID")) == ("98765432400019", "0009")
+    assert seller.getparent().getparent().tag.endswith("AccountingSupplierParty")
+
+
+def _new_style_lines() -> list[str]:
+    return _lines(make_flat(2))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        # N after an L record of the same invoice
+        (
+            lambda ls: ls[:8] + ["N;PMT;late"] + ls[8:],
+            r"^flat file line 9: N record \(invoice note\) not allowed after the L record of line 8; it belongs after its invoice's F record",
+        ),
+        # N before any F
+        (
+            lambda ls: ls[:1] + ["N;PMT;x"] + ls[1:],
+            r"^flat file line 2: N record \(invoice note\) outside an invoice",
+        ),
+        # N between the T of one invoice and the F of the next
+        (
+            lambda ls: ls[:9] + ["N;PMT;x"] + ls[9:],
+            r"^flat file line 10: N record \(invoice note\) outside an invoice",
+        ),
+    ],
+)
+def test_note_in_the_wrong_place(identifier: Identifier, mutate, message: str) -> None:
+    lines = _new_style_lines()
+    assert [line[0] for line in lines[:10]] == list("HFNNNNLLTF")
+    with pytest.raises(IdentifyError, match=message):
+        identifier.identify(_join(mutate(lines)), "f.txt")
+
+
+@pytest.mark.parametrize(
+    ("record", "mutate", "message"),
+    [
+        (
+            "N",
+            lambda r: r + ";suite",
+            r"^line 4: invoice note record \(N\) has 4 fields, at most 3 expected \(a value containing ';' must be quoted",
+        ),
+        ("F", lambda r: r + ";0225", r"^line 2: invoice record \(F\) has 19 fields, at most 18 expected"),
+        (
+            "N",
+            lambda r: "N;pmt;x",
+            r"^line 4, field 'note subject code' \(N position 2\): 'pmt' is not a UNTDID 4451 subject code",
+        ),
+        ("N", lambda r: "N;PMT;", r"^line 4, field 'note text' \(N position 3\): missing required value"),
+        (
+            "F",
+            lambda r: ";".join(r.split(";")[:14] + ["", "0225", "987654324", ""]),
+            r"^line 2, field 'seller electronic address scheme' \(F position 16\): given without 'seller electronic address' \(F position 15\)",
+        ),
+        (
+            "F",
+            lambda r: ";".join(r.split(";")[:15] + ["02-25"] + r.split(";")[16:]),
+            r"^line 2, field 'seller electronic address scheme' \(F position 16\): '02-25' is not an EAS code",
+        ),
+        (
+            "F",
+            lambda r: ";".join(r.split(";")[:16] + ["a b"] + r.split(";")[17:]),
+            r"^line 2, field 'buyer electronic address' \(F position 17\): 'a b' is not an electronic address",
+        ),
+    ],
+)
+def test_extension_field_errors_reject_one_invoice(
+    identifier: Identifier, record: str, mutate, message: str
+) -> None:
+    lines = _new_style_lines()
+    index = next(
+        i
+        for i, line in enumerate(lines)
+        if line.startswith(record + ";") and (record != "N" or "PMT" in line)
+    )
+    lines[index] = mutate(lines[index])
+    bad, good = identifier.identify(_join(lines), "f.txt").invoices
+    assert bad.error is not None and bad.error.rule_id == "GW-FLAT-FIELD"
+    assert re.search(message, bad.error.message), bad.error.message
+    assert good.error is None and good.summary.number == "FL-0002"

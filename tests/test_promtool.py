@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -488,9 +489,19 @@ def test_promtool_check_metrics_on_a_running_gateway(running_gateway: tuple[Any,
     assert samples[("gateway_store_up", ())] == 1
     assert samples[("gateway_oldest_pending_age_seconds", ())] == 0
 
-    with urllib.request.urlopen(f"{base}/readyz", timeout=10) as response:
-        ready = json.loads(response.read())
-    assert ready["status"] == "ready" and ready["components"]["database"] and ready["components"]["intake"]
+    ready: dict = {}
+    deadline = time.monotonic() + 120  # ready once the validation warm-up compiled the rule packs
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=10) as response:
+                ready = json.loads(response.read())
+            break
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 503
+            ready = json.loads(exc.read())
+            time.sleep(0.2)
+    assert ready["status"] == "ready", ready
+    assert ready["components"]["database"] and ready["components"]["intake"] and ready["components"]["validation"]
     with urllib.request.urlopen(f"{base}/api/stats?since=1h", timeout=10) as response:
         stats = json.loads(response.read())
     assert stats["flows"]["by_partner"]["acme"]["by_state"] == {"REJECTED": 3}

@@ -2,7 +2,11 @@
 <!-- cpp-flat-v1 intermediate XML (gateway.transforms.flatfile) to UBL 2.1 Invoice (380) or CreditNote (381).
      Parties carry their SIRET (PartyIdentification, scheme 0009) and SIREN (legal id, scheme 0002); their address country is France (FR), the only fact the layout
      implies about addresses. The VAT breakdown (<vat>) and the sum of line amounts (<lines_net>) are computed
-     exactly (Decimal) by the reader. XSLT 1.0 (lxml). -->
+     exactly (Decimal) by the reader. XSLT 1.0 (lxml).
+     Optional parts (layout extension): N records become cbc:Note, "#CODE#text" when they carry a subject code
+     (the French convention read by BR-FR-05/06/20), else the bare text; the F record's electronic addresses
+     become the parties' cbc:EndpointID (BT-34 / BT-49) with their scheme (the reader fills 0225 when empty).
+     A file without them gives exactly the UBL it gave before. -->
 <xsl:stylesheet version="1.0"
     xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
     xmlns:cac="urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
@@ -37,7 +41,12 @@
     <xsl:param name="siret"/>
     <xsl:param name="name"/>
     <xsl:param name="vat"/>
+    <xsl:param name="endpoint"/>
+    <xsl:param name="scheme"/>
     <cac:Party>
+      <xsl:if test="string($endpoint)">
+        <cbc:EndpointID schemeID="{$scheme}"><xsl:value-of select="$endpoint"/></cbc:EndpointID>
+      </xsl:if>
       <cac:PartyIdentification><cbc:ID schemeID="0009"><xsl:value-of select="$siret"/></cbc:ID></cac:PartyIdentification>
       <cac:PartyName><cbc:Name><xsl:value-of select="$name"/></cbc:Name></cac:PartyName>
       <cac:PostalAddress><cac:Country><cbc:IdentificationCode>FR</cbc:IdentificationCode></cac:Country></cac:PostalAddress>
@@ -70,6 +79,12 @@
         <cbc:InvoiceTypeCode><xsl:value-of select="$f/type_code"/></cbc:InvoiceTypeCode>
       </xsl:otherwise>
     </xsl:choose>
+    <xsl:for-each select="N">
+      <cbc:Note>
+        <xsl:if test="subject_code">#<xsl:value-of select="subject_code"/>#</xsl:if>
+        <xsl:value-of select="text"/>
+      </cbc:Note>
+    </xsl:for-each>
     <cbc:DocumentCurrencyCode><xsl:value-of select="$cur"/></cbc:DocumentCurrencyCode>
     <xsl:if test="$f/service_code"><cbc:BuyerReference><xsl:value-of select="$f/service_code"/></cbc:BuyerReference></xsl:if>
     <xsl:if test="$f/engagement_number"><cac:OrderReference><cbc:ID><xsl:value-of select="$f/engagement_number"/></cbc:ID></cac:OrderReference></xsl:if>
@@ -78,6 +93,8 @@
         <xsl:with-param name="siret" select="$f/seller_siret"/>
         <xsl:with-param name="name" select="$f/seller_name"/>
         <xsl:with-param name="vat" select="$f/seller_vat_id"/>
+        <xsl:with-param name="endpoint" select="$f/seller_endpoint"/>
+        <xsl:with-param name="scheme" select="$f/seller_endpoint_scheme"/>
       </xsl:call-template>
     </cac:AccountingSupplierParty>
     <cac:AccountingCustomerParty>
@@ -85,6 +102,8 @@
         <xsl:with-param name="siret" select="$f/buyer_siret"/>
         <xsl:with-param name="name" select="$f/buyer_name"/>
         <xsl:with-param name="vat" select="''"/>
+        <xsl:with-param name="endpoint" select="$f/buyer_endpoint"/>
+        <xsl:with-param name="scheme" select="$f/buyer_endpoint_scheme"/>
       </xsl:call-template>
     </cac:AccountingCustomerParty>
     <xsl:if test="$credit and $f/due_date">

@@ -307,8 +307,16 @@ def make_cii(lines: int = 2, number: str | None = None, **fields: Any) -> bytes:
 
 
 # -- cpp-flat-v1 --------------------------------------------------------------------------------------------
+_FLAT_ADDRESS_KEYS = ("seller_endpoint", "seller_endpoint_scheme", "buyer_endpoint", "buyer_endpoint_scheme")
+
+
 def _flat_field(value: str) -> str:
-    return f'"{value}"' if ";" in value or '"' in value else value
+    """One field, quoted (with inner quotes doubled) when it holds the separator or a quote."""
+    return '"' + value.replace('"', '""') + '"' if ";" in value or '"' in value else value
+
+
+def _flat_record(*values: str) -> str:
+    return ";".join(_flat_field(v) for v in values)
 
 
 def make_flat(
@@ -316,8 +324,16 @@ def make_flat(
     encoding: str = "UTF-8",
     lines: int = 2,
     sender: str = "SENDER01",
+    french_mentions: bool = True,
 ) -> bytes:
-    """A cpp-flat-v1 batch (domain.md §6). `invoices` is a count or a list of InvoiceData keyword dicts."""
+    """A cpp-flat-v1 batch (domain.md §6, docs/flat-file-layout.md).
+
+    `invoices` is a count or a list of InvoiceData keyword dicts; a dict may also set `seller_endpoint`,
+    `seller_endpoint_scheme`, `buyer_endpoint`, `buyer_endpoint_scheme` (F positions 15-18). With
+    `french_mentions` (the default) each invoice carries its notes as N records (PMT, PMD, AAB…) and both
+    electronic addresses (SIREN, scheme 0225), so its UBL passes BR-FR too; without, the file is the
+    original 14-field v1 form.
+    """
     specs = (
         [{"number": f"FL-{i:04d}"} for i in range(1, invoices + 1)] if isinstance(invoices, int) else invoices
     )
@@ -325,43 +341,41 @@ def make_flat(
     line_total = 0
     for spec in specs:
         spec = dict(spec)
+        addresses = {key: spec.pop(key) for key in _FLAT_ADDRESS_KEYS if key in spec}
         d = InvoiceData(lines=spec.pop("lines", lines), **spec)
-        out.append(
-            ";".join(
-                _flat_field(v)
-                for v in [
-                    "F",
-                    d.number,
-                    d.type_code,
-                    d.issue_date,
-                    d.currency,
-                    d.seller_siret,
-                    d.seller_name,
-                    d.seller_vat_id,
-                    d.buyer_siret,
-                    d.buyer_name,
-                    d.service_code,
-                    d.engagement_number,
-                    d.billing_framework,
-                    d.due_date,
-                ]
-            )
-        )
+        head = [
+            "F",
+            d.number,
+            d.type_code,
+            d.issue_date,
+            d.currency,
+            d.seller_siret,
+            d.seller_name,
+            d.seller_vat_id,
+            d.buyer_siret,
+            d.buyer_name,
+            d.service_code,
+            d.engagement_number,
+            d.billing_framework,
+            d.due_date,
+        ]
+        if french_mentions or addresses:
+            defaults = {
+                "seller_endpoint": d.seller_siret[:9],
+                "seller_endpoint_scheme": "0225",
+                "buyer_endpoint": d.buyer_siret[:9],
+                "buyer_endpoint_scheme": "0225",
+            }
+            if not french_mentions:
+                defaults = dict.fromkeys(defaults, "")
+            head += [addresses.get(key, defaults[key]) for key in _FLAT_ADDRESS_KEYS]
+        out.append(_flat_record(*head))
+        if french_mentions:
+            out.extend(_flat_record("N", code, text) for code, text in d.notes)
         for line_id, name, qty, price, net in d.line_values():
             out.append(
-                ";".join(
-                    _flat_field(v)
-                    for v in [
-                        "L",
-                        line_id,
-                        name,
-                        f"{qty:f}",
-                        "C62",
-                        f"{price:f}",
-                        "S",
-                        d.rate_text,
-                        f"{net:f}",
-                    ]
+                _flat_record(
+                    "L", line_id, name, f"{qty:f}", "C62", f"{price:f}", "S", d.rate_text, f"{net:f}"
                 )
             )
             line_total += 1

@@ -124,6 +124,8 @@ class Gateway:
         )
 
     def start(self) -> None:
+        self.health.set("validation", False)
+        threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
         self._spawn("intake", self._intake_loop)
         for n in range(self.config.workers.threads):
             self._spawn(f"worker-{n}", self._worker_loop)
@@ -137,6 +139,23 @@ class Gateway:
             partners=self.partners,
             data_dir=str(self.data_dir.root),
         )
+
+    def _warm_up(self) -> None:
+        """Compile the main rule packs by validating sample invoices; /readyz waits for it."""
+        from gateway.model import Syntax
+        from gateway.samples import make_cii, make_ubl
+
+        started = time.perf_counter()
+        try:
+            for xml, syntax in ((make_ubl(lines=1), Syntax.UBL_INVOICE), (make_cii(lines=1), Syntax.CII)):
+                report = self.pipeline.validator.validate(xml, syntax, "urn:cen.eu:en16931:2017", None, "")
+                if str(report.outcome) != "valid":
+                    raise RuntimeError(f"sample {syntax} invoice came out {report.outcome}")
+        except Exception as exc:  # noqa: BLE001 - reported through /readyz and the log
+            self.log.error("validation warm-up failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        self.health.set("validation", True)
+        self.log.info("validation ready", duration_ms=round((time.perf_counter() - started) * 1000))
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=self._guard(name, target), name=name, daemon=True)

@@ -1,9 +1,10 @@
 """Legacy flat files read through a declarative layout (layouts/cpp-flat-v1.toml), converted to UBL 2.1.
 
-Each invoice (F … L* … T) becomes an intermediate XML built from the layout's field names, then UBL through
-xslt/flat-to-ubl.xsl. Errors in the file's structure (header, trailer, record order, encoding) reject the whole
-flow (IdentifyError); errors in one invoice's fields reject that invoice only. Every message names the line
-number and the field.
+Each invoice (F, its N notes, L*, T) becomes an intermediate XML built from the layout's field names, then UBL
+through xslt/flat-to-ubl.xsl. Records whose role is not structural (e.g. notes) belong to the open invoice,
+after the record types their `after` list allows. Errors in the file's structure (header, trailer, record order,
+encoding) reject the whole flow (IdentifyError); errors in one invoice's fields reject that invoice only. Every
+message names the line number and the field. docs/flat-file-layout.md describes the layout.
 """
 
 from __future__ import annotations
@@ -103,22 +104,46 @@ class Layout:
         last = max(f["position"] for f in fields)
         if len(record.fields) > last:
             raise FieldError(
-                f"line {record.line}: {label} record ({record.kind}) has {len(record.fields)} fields, at most {last} expected"
+                f"line {record.line}: {label} record ({record.kind}) has {len(record.fields)} fields, "
+                f"at most {last} expected (a value containing '{self.separator}' must be quoted with "
+                f"{self.quote})"
             )
         values: dict[str, str] = {}
         for field in fields:
             pos = field["position"]
             raw = record.fields[pos - 1].strip() if pos <= len(record.fields) else ""
-            where = f"line {record.line}, field '{field['label']}' ({record.kind} position {pos})"
             if not raw:
                 if field.get("required"):
-                    raise FieldError(f"{where}: missing required value")
+                    raise FieldError(f"{self._where(record, field)}: missing required value")
                 continue
-            values[field["name"]] = self._check_value(field, raw, where)
+            values[field["name"]] = self._check_value(field, raw, self._where(record, field))
+        by_name = {f["name"]: f for f in fields}
+        for field in fields:  # `requires` and `default` once every value is known
+            name, needed = field["name"], field.get("requires")
+            if needed is not None and needed not in values:
+                if name in values:
+                    other = by_name[needed]
+                    raise FieldError(
+                        f"{self._where(record, field)}: given without '{other['label']}' "
+                        f"({record.kind} position {other['position']})"
+                    )
+                continue
+            if name not in values and "default" in field:
+                values[name] = field["default"]
         return values
+
+    @staticmethod
+    def _where(record: _Record, field: dict[str, Any]) -> str:
+        return f"line {record.line}, field '{field['label']}' ({record.kind} position {field['position']})"
 
     def _check_value(self, field: dict[str, Any], raw: str, where: str) -> str:
         kind = field["type"]
+        pattern = field.get("pattern")
+        if pattern is not None and not re.fullmatch(pattern, raw):
+            hint = field.get("hint")
+            raise FieldError(
+                f"{where}: '{raw}' is not {hint}" if hint else f"{where}: '{raw}' does not match {pattern}"
+            )
         if kind == "const" and raw != field["value"]:
             raise FieldError(f"{where}: '{raw}' should be '{field['value']}'")
         if kind == "code" and raw not in field["values"]:
@@ -234,6 +259,22 @@ class FlatConverter:
             )
         return root
 
+    def _check_placement(self, record: _Record, current: list[_Record] | None) -> None:
+        """An invoice-level record must sit inside an invoice, after one of the record types it declares."""
+        spec = self.layout.records[record.kind]
+        what = f"{record.kind} record ({spec.get('label', record.kind)})"
+        placement = spec.get("placement", "")
+        where = f"; it belongs {placement}" if placement else ""
+        if current is None:
+            raise IdentifyError(f"flat file line {record.line}: {what} outside an invoice{where}")
+        allowed = spec.get("after")
+        previous = current[-1]
+        if allowed and previous.kind not in allowed:
+            raise IdentifyError(
+                f"flat file line {record.line}: {what} not allowed after the {previous.kind} record of "
+                f"line {previous.line}{where}"
+            )
+
     def convert(self, data: bytes) -> list[FlatInvoice]:
         layout = self.layout
         text = _decode(layout, data)
@@ -282,6 +323,10 @@ class FlatConverter:
                         f"flat file line {record.line}: trailer before the invoice of line {current[0].line} was closed"
                     )
                 trailer = record
+            else:  # a record of another role (e.g. a note) belongs to the open invoice
+                self._check_placement(record, current)
+                assert current is not None
+                current.append(record)
         if current is not None:
             raise IdentifyError(
                 f"flat file: invoice of line {current[0].line} is never closed by a {kinds['totals']} record"
