@@ -11,6 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
 
+pytest_plugins = ["sftp_harness"]  # the make_harness fixture of the SFTP tests
+
 
 @pytest.fixture
 def corpus_dir() -> Path:

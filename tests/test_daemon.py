@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 from pathlib import Path
@@ -133,3 +134,32 @@ def test_sigterm_drains_and_restart_resumes(tmp_path: Path) -> None:
         wait_for(lambda: len(d.acks()) >= 30, 180, "all acks after restart", d)
         assert d.stop() == 0
     assert all(len(d.acks_for(f"t-{i:02d}.xml")) == 1 for i in range(30))
+
+
+def test_flows_and_flow_commands_show_the_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import main
+
+    with Daemon(tmp_path / "data") as d:
+        d.start()
+        d.drop("ok.xml", make_ubl(lines=1, number="H-1"))
+        d.drop("junk.xml", b"<<<")
+        wait_for(lambda: len(d.acks()) >= 2, 120, "two acks", d)
+        assert d.stop() == 0
+    data = str(d.data_dir)
+    assert main(["flows", "--data-dir", data, "--state", "rejected"]) == 0
+    out = capsys.readouterr().out
+    assert "junk.xml" in out and "IRR_SYNTAX" in out and "ok.xml" not in out
+    assert main(["flows", "--data-dir", data, "--since", "1h", "--json"]) == 0
+    flows = {f["filename"]: f for f in json.loads(capsys.readouterr().out)}
+    assert set(flows) == {"ok.xml", "junk.xml"}
+    assert main(["flow", flows["ok.xml"]["id"], "--data-dir", data]) == 0
+    history = capsys.readouterr().out
+    for state in ("RECEIVED", "IDENTIFIED", "TRANSFORMED", "VALIDATED", "ACKNOWLEDGED"):
+        assert state in history
+    assert "H-1" in history
+    assert main(["flow", flows["ok.xml"]["id"], "--data-dir", data, "--json"]) == 0
+    detail = json.loads(capsys.readouterr().out)
+    assert [e["to_state"] for e in detail["events"]][-1] == "ACKNOWLEDGED"
+    assert detail["invoices"][0]["report"]["outcome"] == "valid"
+    assert main(["flow", "nope", "--data-dir", data]) == 1
+    assert main(["replay", flows["junk.xml"]["id"], "--data-dir", data]) == 1  # only QUARANTINED flows

@@ -9,6 +9,7 @@ from gateway.inbound.local_dir import FolderSource, StabilityTracker, is_tempora
 from gateway.runtime.intake import Intake
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Store
+from gateway.store.queries import get_flow_detail, list_flows
 from gateway.telemetry.metrics import Metrics
 
 
@@ -54,7 +55,7 @@ def test_take_records_flow_and_releases_claim(tmp_path: Path) -> None:
     assert source.scan_once() == 0  # first look
     assert source.scan_once() == 2
     assert sorted(p.name for p in inbox.iterdir()) == ["a.xml.part"]
-    flows = {f["filename"]: f for f in store.list_flows()}
+    flows = {f["filename"]: f for f in list_flows(store)}
     assert flows["a.xml"]["sha256"] and flows["a.xml"]["size"] == 4
     assert flows["big.xml"]["refused_reason"] == "IRR_TAILLE_F" and flows["big.xml"]["sha256"] is None
     assert not any((tmp_path / "claims").rglob("*.xml"))
@@ -70,12 +71,12 @@ def test_recover_finishes_claims_left_by_a_crash(tmp_path: Path) -> None:
     (claims / "20261124T000000000Z-aaaaaaaaaa__one.xml").write_bytes(b"<one/>")
     # crash after the row commit, before the claim delete: only the claim goes
     intake.take("acme", _drop(tmp_path, "two.xml"))
-    committed = store.list_flows()[0]["id"]
+    committed = list_flows(store)[0]["id"]
     (claims / f"{committed}__two.xml").write_bytes(b"<two/>")
     assert intake.recover() == 1
     assert not list(claims.iterdir())
-    assert sorted(f["filename"] for f in store.list_flows()) == ["one.xml", "two.xml"]
-    assert store.get_flow("20261124T000000000Z-aaaaaaaaaa") is not None
+    assert sorted(f["filename"] for f in list_flows(store)) == ["one.xml", "two.xml"]
+    assert get_flow_detail(store, "20261124T000000000Z-aaaaaaaaaa") is not None
 
 
 def _drop(tmp_path: Path, name: str) -> Path:

@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.statemachine import FlowState
 from gateway.store.db import Store
+from gateway.store.queries import list_flows
 from gateway.telemetry.collectors import COLLECTOR_METRICS, StoreCollector
 from gateway.telemetry.metrics import Metrics
 
@@ -462,10 +463,10 @@ def test_promtool_check_metrics_on_a_running_gateway(running_gateway: tuple[Any,
     outbox = gateway.data_dir.outbox(gateway.config, "acme")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if len(gateway.store.list_flows(state="REJECTED")) == len(drops):
+        if len(list_flows(gateway.store, state=FlowState.REJECTED)) == len(drops):
             break
         time.sleep(0.2)
-    assert len(gateway.store.list_flows(state="REJECTED")) == len(drops), gateway.store.list_flows()
+    assert len(list_flows(gateway.store, state=FlowState.REJECTED)) == len(drops), list_flows(gateway.store)
     assert len(list(outbox.glob("*.xml"))) == len(drops)
 
     base = f"http://127.0.0.1:{server.port}"
@@ -501,7 +502,11 @@ def test_promtool_check_metrics_on_a_running_gateway(running_gateway: tuple[Any,
             ready = json.loads(exc.read())
             time.sleep(0.2)
     assert ready["status"] == "ready", ready
-    assert ready["components"]["database"] and ready["components"]["intake"] and ready["components"]["validation"]
+    assert (
+        ready["components"]["database"]
+        and ready["components"]["intake"]
+        and ready["components"]["validation"]
+    )
     with urllib.request.urlopen(f"{base}/api/stats?since=1h", timeout=10) as response:
         stats = json.loads(response.read())
     assert stats["flows"]["by_partner"]["acme"]["by_state"] == {"REJECTED": 3}

@@ -7,9 +7,6 @@ import asyncio
 import io
 import os
 import stat
-import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncssh
@@ -22,76 +19,7 @@ from structlog.testing import LogCapture
 
 from gateway.commands import sftp as sftp_command
 from gateway.inbound.sftp_config import SftpPartnerAuth, SftpServerConfig
-from gateway.inbound.sftp_server import SftpPartner, SftpServer, _LoginLimiter, hash_password
-from gateway.telemetry.metrics import Metrics
-
-# ---- harness (a copy lives in test_sftp_clients.py: test modules do not import each other) ----------
-
-
-class Harness:
-    """An SftpServer on an ephemeral port, run by its own event loop in a background thread."""
-
-    def __init__(
-        self, base: Path, auths: dict[str, SftpPartnerAuth], logger: object = None, **config: object
-    ):
-        self.base = base
-        self.metrics = Metrics()
-        self.uploads: list[tuple[str, Path, bytes]] = []
-        self.roots = {pid: base / "partners" / pid for pid in auths}
-        partners = {pid: SftpPartner(pid, self.roots[pid], auth) for pid, auth in auths.items()}
-        self.host_key = base / "data" / "ssh_host_ed25519_key"
-        self.server = SftpServer(
-            SftpServerConfig(port=0, **config),  # type: ignore[arg-type]
-            partners,
-            self.host_key,
-            lambda partner, path: self.uploads.append((partner, path, path.read_bytes())),
-            self.metrics,
-            logger,
-        )
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.stopped = False
-        self.call(self.server.start())
-        self.port = self.server.port
-
-    def call(self, coro: object) -> object:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)  # type: ignore[arg-type]
-
-    def metric(self, name: str, **labels: str) -> float:
-        return self.metrics.registry.get_sample_value(name, labels) or 0.0
-
-    def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not met in time")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if not self.stopped:
-            self.stopped = True
-            self.call(self.server.stop())
-
-    def close(self) -> None:
-        self.stop()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
-
-
-@pytest.fixture
-def make_harness(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
-    started: list[Harness] = []
-
-    def factory(auths: dict[str, SftpPartnerAuth], base: Path | None = None, **kwargs: object) -> Harness:
-        harness = Harness(base or tmp_path / f"h{len(started)}", auths, **kwargs)
-        started.append(harness)
-        return harness
-
-    yield factory
-    for harness in started:
-        harness.close()
+from gateway.inbound.sftp_server import _LoginLimiter, hash_password
 
 
 @pytest.fixture

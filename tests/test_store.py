@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from gateway.statemachine import FlowState
 from gateway.store.db import InvoiceRecord, Store, new_flow_id
+from gateway.store.queries import get_flow_detail, list_flows
 
 
 def _receive(
@@ -40,7 +41,7 @@ def test_duplicate_content_points_at_original(store_url: str) -> None:
     assert dup1 is None and dup2 == first and dup3 is None
     # recording the same flow id again (crash recovery) is a no-op
     assert _receive(store, flow_id=second)[1] == first
-    assert len(store.list_flows()) == 3
+    assert len(list_flows(store)) == 3
     store.close()
 
 
@@ -69,7 +70,7 @@ def test_claim_advance_and_events(store_url: str) -> None:
         invoices=[inv],
         release=True,
     )
-    events = store.flow_events(fid)
+    events = get_flow_detail(store, fid)["events"]
     assert [(e["from_state"], e["to_state"]) for e in events] == [
         (None, "RECEIVED"),
         ("RECEIVED", "IDENTIFIED"),

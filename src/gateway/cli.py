@@ -141,25 +141,18 @@ def open_store(data_dir: Path) -> Any:
     return store
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def _short_time(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
 def cmd_flows(args: argparse.Namespace) -> int:
+    from gateway.store import queries
+
     store = open_store(args.data_dir)
-    rows = store.list_flows(partner=args.partner, state=args.state, since=args.since, limit=args.limit)
+    state = queries.parse_state(args.state) if args.state else None
+    rows = queries.list_flows(store, partner=args.partner, state=state, since=args.since, limit=args.limit)
     if args.json:
-        print(json.dumps(_jsonable(rows), indent=2, ensure_ascii=False))
+        print(json.dumps(queries.jsonable(rows), indent=2, ensure_ascii=False))
         return 0
     print(
         f"{'FLOW':<31} {'RECEIVED':<19} {'PARTNER':<12} {'STATE':<12} {'SYNTAX':<24} {'INV':>7}  FILE / REASON"
@@ -176,25 +169,17 @@ def cmd_flows(args: argparse.Namespace) -> int:
 
 
 def cmd_flow(args: argparse.Namespace) -> int:
+    from gateway.store import queries
+
     store = open_store(args.data_dir)
-    flow = store.get_flow(args.flow_id)
-    if flow is None:
+    detail = queries.get_flow_detail(store, args.flow_id)
+    if detail is None:
         print(f"no flow {args.flow_id}", file=sys.stderr)
         return 1
-    events = store.flow_events(args.flow_id)
-    invoices = store.flow_invoices(args.flow_id)
     if args.json:
-        for inv in invoices:
-            inv["summary"] = json.loads(inv.pop("summary_json"))
-            inv["report"] = json.loads(inv.pop("report_json") or "null")
-        print(
-            json.dumps(
-                _jsonable({"flow": flow, "events": events, "invoices": invoices}),
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        print(json.dumps(queries.jsonable(detail), indent=2, ensure_ascii=False))
         return 0
+    flow, events, invoices = detail["flow"], detail["events"], detail["invoices"]
     for key in ("id", "partner", "source", "filename", "size", "sha256", "received_at", "state", "syntax",
                 "syntax_code", "profile", "chorus_status", "ack_status", "ack_name", "reason_code",
                 "reason_message", "duplicate_of", "attempts", "completed_at"):  # fmt: skip
@@ -218,9 +203,11 @@ def cmd_flow(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from gateway.statemachine import FlowState
+    from gateway.store import queries
 
     store = open_store(args.data_dir)
-    flow = store.get_flow(args.flow_id)
+    detail = queries.get_flow_detail(store, args.flow_id)
+    flow = detail["flow"] if detail else None
     if flow is None:
         print(f"no flow {args.flow_id}", file=sys.stderr)
         return 1

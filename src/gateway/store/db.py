@@ -391,44 +391,11 @@ class Store:
             )
         )
 
-    # -- reading ----------------------------------------------------------------------------------
-    def get_flow(self, flow_id: str) -> dict[str, Any] | None:
-        with self.reader() as conn:
-            row = conn.execute(select(FlowRow.__table__).where(FlowRow.id == flow_id)).first()
-            return dict(row._mapping) if row else None
-
-    def list_flows(
-        self,
-        *,
-        partner: str | None = None,
-        state: str | None = None,
-        since: datetime | None = None,
-        limit: int = 100,
-    ) -> list[dict[str, Any]]:
-        stmt = select(FlowRow.__table__).order_by(FlowRow.received_at.desc(), FlowRow.id.desc()).limit(limit)
-        if partner:
-            stmt = stmt.where(FlowRow.partner == partner)
-        if state:
-            stmt = stmt.where(FlowRow.state == state.upper())
-        if since:
-            stmt = stmt.where(FlowRow.received_at >= since)
-        with self.reader() as conn:
-            return [dict(r._mapping) for r in conn.execute(stmt)]
-
-    def flow_events(self, flow_id: str) -> list[dict[str, Any]]:
-        stmt = select(FlowEventRow.__table__).where(FlowEventRow.flow_id == flow_id).order_by(FlowEventRow.id)
-        with self.reader() as conn:
-            return [dict(r._mapping) for r in conn.execute(stmt)]
-
+    # -- reading (the pipeline's own needs; monitoring reads live in store/queries.py) ------------------
     def flow_invoices(self, flow_id: str) -> list[dict[str, Any]]:
         stmt = select(InvoiceRow.__table__).where(InvoiceRow.flow_id == flow_id).order_by(InvoiceRow.seq)
         with self.reader() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]
-
-    def count_by_state(self) -> dict[str, int]:
-        stmt = select(FlowRow.state, func.count()).group_by(FlowRow.state)
-        with self.reader() as conn:
-            return {state: n for state, n in conn.execute(stmt)}
 
 
 def _clip(value: Any, size: int) -> str | None:

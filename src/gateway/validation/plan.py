@@ -113,7 +113,9 @@ class ValidationConfig(BaseModel):
     timeout_seconds: float = Field(default=30.0, gt=0)  # per document, compile time excluded
     compile_timeout_seconds: float = Field(default=300.0, gt=0)
     workers: int = Field(default=0, ge=0)  # 0 = os.cpu_count()
-    max_tasks_per_worker: int = Field(default=2000, ge=1)  # then recycled (RSS stayed flat over 10,000: bench/README.md)
+    max_tasks_per_worker: int = Field(
+        default=2000, ge=1
+    )  # then recycled (RSS stayed flat over 10,000: bench/README.md)
     start_method: str = Field(default="spawn", pattern="^(spawn|forkserver)$")
     preload: bool = False  # compile every available pack when a worker starts
 
