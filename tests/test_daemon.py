@@ -163,3 +163,31 @@ def test_flows_and_flow_commands_show_the_history(tmp_path: Path, capsys: pytest
     assert detail["invoices"][0]["report"]["outcome"] == "valid"
     assert main(["flow", "nope", "--data-dir", data]) == 1
     assert main(["replay", flows["junk.xml"]["id"], "--data-dir", data]) == 1  # only QUARANTINED flows
+
+
+def test_daemon_on_postgresql(tmp_path: Path) -> None:
+    import os
+
+    from conftest import _reset_pg
+
+    url = os.environ.get("GATEWAY_TEST_PG_URL")
+    if not url:
+        pytest.skip("GATEWAY_TEST_PG_URL is not set: the daemon-on-PostgreSQL test is skipped")
+    _reset_pg(url)
+    daemon = Daemon(tmp_path / "data")
+    config = daemon.data_dir / "gateway.toml"
+    config.write_text(config.read_text() + f'\n[store]\nurl = "{url}"\n')
+    with daemon as d:
+        d.start()
+        d.drop("pg-ok.xml", make_ubl(lines=2, number="PG-1"))
+        d.drop("pg-bad.xml", b"garbage")
+        wait_for(lambda: len(d.acks()) >= 2, 120, "two acks on PostgreSQL", d)
+        d.drop("pg-dup.xml", make_ubl(lines=2, number="PG-1"))
+        wait_for(lambda: len(d.acks()) >= 3, 120, "three acks on PostgreSQL", d)
+        assert d.stop() == 0
+    verdicts = {p.name.split(".")[0]: read_ack(p) for p in d.acks()}
+    assert verdicts["pg-ok"]["status"] == "Ok"
+    assert verdicts["pg-dup"]["reasons"] == ["AlreadyExistingFlow"]
+    assert verdicts["pg-bad"]["reasons"] == ["IRR_SYNTAX"]
+    assert not (d.data_dir / "gateway.db").exists()
+    _reset_pg(url)

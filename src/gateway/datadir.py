@@ -52,7 +52,8 @@ class DataDir:
         return config.store.url or f"sqlite:///{self.root / 'gateway.db'}"
 
     def partner_root(self, config: GatewayConfig, partner_id: str) -> Path:
-        folder = config.partners[partner_id].folder
+        partner = config.partners.get(partner_id)  # a partner removed from config keeps its folder
+        folder = partner.folder if partner else ""
         if folder:
             path = Path(folder)
             return path if path.is_absolute() else self.root / path

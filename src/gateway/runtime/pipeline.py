@@ -321,7 +321,11 @@ class Pipeline:
             reason_code=ReasonCode.INTERNAL.value,
             reason_message="the gateway could not process this flow; it is kept for an operator to replay",
         )  # fmt: skip
-        ack_name = self._write_ack(verdict)
+        try:
+            ack_name: str | None = self._write_ack(verdict)
+        except OSError as exc:  # the out/ folder itself is failing: park the flow all the same
+            self.log.error("quarantine acknowledgement not written", error=str(exc))
+            ack_name = None
         self._count_completion(flow, "quarantined", ReasonCode.INTERNAL.value)
         values = self._final_values(verdict, ack_name)
         values.update(reason_code=ReasonCode.INTERNAL.value, reason_message=why)
@@ -356,7 +360,7 @@ class Pipeline:
         self.metrics.acks_written.labels(verdict.status).inc()
         return name
 
-    def _final_values(self, verdict: FlowVerdict, ack_name: str) -> dict[str, Any]:
+    def _final_values(self, verdict: FlowVerdict, ack_name: str | None) -> dict[str, Any]:
         return {
             "ack_status": verdict.status,
             "ack_name": ack_name,

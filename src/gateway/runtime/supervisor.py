@@ -176,6 +176,7 @@ class Gateway:
 
     def _intake_loop(self) -> None:
         source = self.folder_source
+        self.intake.recover()  # claims a failed take left behind (this loop restarts after an error)
         source.start_watching()
         try:
             while not self.stop_event.is_set():
