@@ -84,3 +84,20 @@ def _drop(tmp_path: Path, name: str) -> Path:
     inbox.mkdir(exist_ok=True)
     (inbox / name).write_bytes(b"<x/>")
     return inbox / name
+
+
+def test_file_names_that_are_not_utf8_or_very_long_are_answered(tmp_path: Path) -> None:
+    from gateway.transforms.ack_build import ack_file_name
+
+    intake, store = _intake(tmp_path)
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    odd = Path(os.fsdecode(bytes(inbox) + b"/inv\xff\nx.xml"))
+    odd.write_bytes(b"<a/>")
+    taken = intake.take("acme", odd)
+    assert taken is not None and taken.filename == "inv\ufffd\nx.xml"
+    long_name = "é" * 127 + ".xml"  # 258 bytes: longer than a Linux file name may be
+    name = ack_file_name(long_name, taken.flow_id, "json")
+    assert len((name + ".part").encode()) <= 255 and name.endswith(f".{taken.flow_id}.ack.json")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / name).write_bytes(b"{}")  # the file system accepts it

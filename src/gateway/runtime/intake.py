@@ -67,7 +67,8 @@ class Intake:
                 return None
         return self._record(flow_id, partner, claim, path.name, source)
 
-    def _record(self, flow_id: str, partner: str, claim: Path, filename: str, source: str) -> TakenFlow:
+    def _record(self, flow_id: str, partner: str, claim: Path, raw_name: str, source: str) -> TakenFlow:
+        filename = display_name(raw_name)
         size = claim.stat().st_size
         refused = None
         sha = None
@@ -120,3 +121,8 @@ class Intake:
                 self._record(flow_id, partner_dir.name, claim, filename, "recovered")
                 recovered += 1
         return recovered
+
+
+def display_name(name: str) -> str:
+    """The file name as valid UTF-8 text: bytes that are not UTF-8 become U+FFFD."""
+    return os.fsencode(name).decode("utf-8", "replace")

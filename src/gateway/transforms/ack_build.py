@@ -79,9 +79,18 @@ class FlowVerdict:
         return "IN_INTEGRE_PARTIEL" if self.rejected else "IN_INTEGRE"
 
 
+NAME_MAX_BYTES = 255  # Linux file-name limit; `.part` is added while the ack is written
+
+
 def ack_file_name(filename: str, flow_id: str, extension: str) -> str:
-    """`<original name>.<flow id>.ack.<ext>`: unique per flow, so a retried write overwrites itself."""
-    return f"{filename}.{flow_id}.ack.{extension}"
+    """`<original name>.<flow id>.ack.<ext>`: unique per flow, so a retried write overwrites itself.
+
+    A very long original name is shortened so the name (plus `.part` while writing) fits the limit.
+    """
+    suffix = f".{flow_id}.ack.{extension}"
+    room = NAME_MAX_BYTES - len(".part") - len(suffix.encode())
+    stem = filename.encode("utf-8", "replace")[:room].decode("utf-8", "ignore")
+    return stem + suffix
 
 
 def details(verdict: FlowVerdict) -> list[dict[str, Any]]:
