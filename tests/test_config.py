@@ -56,3 +56,27 @@ def test_broken_toml_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("[intake\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config_file(path)
+
+
+def _keys(model: type, prefix: str = "") -> list[str]:
+    from pydantic import BaseModel
+
+    keys = []
+    for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+        nested = [c for c in (*getattr(field.annotation, "__args__", ()), field.annotation)
+                  if isinstance(c, type) and issubclass(c, BaseModel)]  # fmt: skip
+        if nested and name not in ("cii_profiles", "ubl_profiles", "partners"):
+            keys += _keys(nested[0], f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def test_every_config_key_is_documented() -> None:
+    from gateway.config import GatewayConfig, PartnerConfig
+    from gateway.resources import project_root
+
+    doc = (project_root() / "docs" / "configuration.md").read_text()
+    keys = _keys(GatewayConfig) + _keys(PartnerConfig, "partners.<id>.")
+    missing = [k for k in keys if f"`{k}`" not in doc and k != "partners"]
+    assert not missing, f"not in docs/configuration.md: {missing}"
