@@ -18,11 +18,19 @@ from gateway.statemachine import (
     transition,
 )
 
-positions = st.builds(
-    Position,
-    st.sampled_from(list(FlowState)),
-    st.one_of(st.none(), st.sampled_from(sorted(PROGRESS_STATES))),
+positions = st.one_of(
+    st.builds(Position, st.sampled_from([s for s in FlowState if s is not FlowState.FAILED])),
+    st.builds(Position, st.just(FlowState.FAILED), st.sampled_from(sorted(PROGRESS_STATES))),
 )
+
+
+def test_position_invariant() -> None:
+    with pytest.raises(ValueError):
+        Position(FlowState.FAILED)
+    with pytest.raises(ValueError):
+        Position(FlowState.RECEIVED, FlowState.RECEIVED)
+    with pytest.raises(ValueError):
+        Position(FlowState.FAILED, FlowState.ACKNOWLEDGED)
 
 
 def test_happy_path_reaches_acknowledged() -> None:

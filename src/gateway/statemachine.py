@@ -92,6 +92,11 @@ class Position:
     state: FlowState
     checkpoint: FlowState | None = None
 
+    def __post_init__(self) -> None:
+        failed = self.state is FlowState.FAILED
+        if failed != (self.checkpoint is not None) or (failed and self.checkpoint not in PROGRESS_STATES):
+            raise ValueError(f"a FAILED flow, and only it, has a progress-state checkpoint: {self}")
+
 
 def transition(position: Position, event: Event) -> Position:
     """Pure: the position after `event`, or InvalidTransition."""

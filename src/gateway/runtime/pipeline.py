@@ -91,7 +91,11 @@ class Pipeline:
             structlog.contextvars.unbind_contextvars("flow_id", "partner", "stage")
 
     def _process(self, flow: FlowSnapshot) -> FlowState:
-        ctx = FlowContext(flow, Position(flow.state, flow.checkpoint))
+        if flow.state is FlowState.FAILED:  # resumes at its checkpoint (from scratch if none was kept)
+            position = Position(flow.state, flow.checkpoint or FlowState.RECEIVED)
+        else:
+            position = Position(flow.state)
+        ctx = FlowContext(flow, position)
         if flow.claims > self.config.workers.max_crashes:
             return self._quarantine(
                 ctx, f"a worker took this flow {flow.claims - 1} times without finishing it"
