@@ -63,7 +63,7 @@ class World:
 def test_transient_failures_back_off_then_quarantine_then_replay(
     tmp_path: Path, engine: ValidationEngine
 ) -> None:
-    world = World(tmp_path, engine, max_attempts=3)
+    world = World(tmp_path, engine, max_attempts=3, max_crashes=2)
     data = make_ubl(lines=1, number="Q-1")
     flow_id = world.drop("q.xml", data)
     blob = world.blobs.path_for(get_flow_detail(world.store, flow_id)["flow"]["sha256"])
@@ -82,6 +82,7 @@ def test_transient_failures_back_off_then_quarantine_then_replay(
     assert ack["reasons"] == ["ERR_INTERNE"] and ack["status"] == "Error"
     events = [(e["from_state"], e["to_state"]) for e in get_flow_detail(world.store, flow_id)["events"]]
     assert events[-1] == ("FAILED", "QUARANTINED") and ("FAILED", "RECEIVED") in events
+    assert "failed 3 times" in get_flow_detail(world.store, flow_id)["flow"]["reason_message"]
 
     # the operator repairs the storage and replays: the same acknowledgement file is rewritten
     blob.with_suffix(".away").rename(blob)

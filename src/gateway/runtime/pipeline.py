@@ -101,12 +101,10 @@ class Pipeline:
                 ctx, f"a worker took this flow {flow.claims - 1} times without finishing it"
             )
         if ctx.position.state is FlowState.FAILED:
-            resumed = transition(ctx.position, Event.RETRY)
-            reason = f"retry {flow.attempts + 1} from {resumed.state.value}"
-            if not self.store.advance(flow, FlowState.FAILED, resumed.state, worker=self.worker, stage="retry",
-                                      reason=reason, lease_seconds=self.config.workers.lease_seconds):  # fmt: skip
+            reason = f"retry {flow.attempts + 1} from {ctx.position.checkpoint}"
+            if not self._advance(ctx, Event.RETRY, "retry", time.perf_counter(), reason=reason,
+                                 values={"checkpoint": None}):  # fmt: skip
                 return FlowState.FAILED
-            ctx.position = resumed
         stage = "?"
         try:
             while ctx.position.state not in (FlowState.ACKNOWLEDGED, FlowState.REJECTED):
@@ -305,11 +303,12 @@ class Pipeline:
         delay = backoff_seconds(attempts, workers.backoff_base_seconds, workers.backoff_max_seconds)
         self.metrics.flow_retries.labels(stage).inc()
         target = transition(ctx.position, Event.FAIL)
-        self.store.advance(
-            ctx.flow, ctx.position.state, FlowState.FAILED, worker=self.worker, stage=stage,
+        self._advance(
+            ctx, Event.FAIL, stage, time.perf_counter(),
             reason=f"{message} (attempt {attempts}, retry in {delay:.0f}s)",
             values={
                 "attempts": attempts,
+                "claims": 0,  # this claim ended cleanly: only claims that never end count as crashes
                 "checkpoint": target.checkpoint.value if target.checkpoint else None,
                 "next_attempt_at": utcnow() + timedelta(seconds=delay),
             },
