@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,6 +70,7 @@ class Intake:
 
     def _record(self, flow_id: str, partner: str, claim: Path, raw_name: str, source: str) -> TakenFlow:
         filename = display_name(raw_name)
+        started = time.perf_counter()
         size = claim.stat().st_size
         refused = None
         sha = None
@@ -101,6 +103,8 @@ class Intake:
             sha256=sha,
             source=source,
             duplicate_of=duplicate_of,
+            to_state="RECEIVED",
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
         if self.on_new_flow is not None:
             self.on_new_flow.set()
