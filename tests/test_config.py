@@ -80,3 +80,24 @@ def test_every_config_key_is_documented() -> None:
     keys = _keys(GatewayConfig) + _keys(PartnerConfig, "partners.<id>.")
     missing = [k for k in keys if f"`{k}`" not in doc and k != "partners"]
     assert not missing, f"not in docs/configuration.md: {missing}"
+
+
+def test_partner_folder_on_another_filesystem_is_refused(tmp_path: Path) -> None:
+    import os
+    import tempfile
+
+    from gateway.config import parse_config
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second filesystem (/dev/shm) to put a partner folder on")
+    other = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        config = parse_config({"partners": {"far": {"folder": str(other)}}})
+        with pytest.raises(ConfigError, match="partners.far.folder: .* another filesystem"):
+            DataDir(tmp_path).prepare(config)
+    finally:
+        for root, dirs, _files in os.walk(other, topdown=False):
+            for d in dirs:
+                os.rmdir(os.path.join(root, d))
+        os.rmdir(other)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import GatewayConfig, load_config_file
+from gateway.errors import ConfigError
 from gateway.resources import resource_path
 
 
@@ -82,7 +83,14 @@ class DataDir:
         """Create every folder the configuration names (idempotent)."""
         for path in (self.claims, self.tmp, self.blobs, self.rules):
             path.mkdir(parents=True, exist_ok=True)
+        spool_device = self.claims.stat().st_dev
         for partner_id, partner in config.partners.items():
             if partner.enabled:
-                self.inbox(config, partner_id).mkdir(parents=True, exist_ok=True)
+                inbox = self.inbox(config, partner_id)
+                inbox.mkdir(parents=True, exist_ok=True)
                 self.outbox(config, partner_id).mkdir(parents=True, exist_ok=True)
+                if inbox.stat().st_dev != spool_device:
+                    raise ConfigError(
+                        f"partners.{partner_id}.folder: {inbox} is on another filesystem than {self.spool}; "
+                        "files are taken by an atomic rename, so both must be on the same filesystem"
+                    )
