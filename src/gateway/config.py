@@ -35,7 +35,7 @@ class IntakeConfig(Strict):
 
 
 class WorkersConfig(Strict):
-    threads: int = Field(2, ge=1, le=64)
+    threads: int = Field(4, ge=1, le=64)
     max_attempts: int = Field(5, ge=1, description="transient failures before quarantine")
     max_crashes: int = Field(2, ge=1, description="claims that never finished before quarantine")
     backoff_base_seconds: float = Field(2.0, gt=0)
