@@ -15,7 +15,7 @@ from gateway.transforms.identify import Identifier
 from gateway.validation.engine import ValidationEngine
 from gateway.validation.plan import ValidationConfig
 from gateway.validation.rulepacks import RulePackRegistry
-from invoice_factory import CBC, ArtefactValidator, make_flat, shared_validator
+from invoice_factory import CAC, CBC, ArtefactValidator, make_flat, shared_validator
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,8 @@ def test_layout_is_data() -> None:
         "seller_endpoint_scheme",
         "buyer_endpoint",
         "buyer_endpoint_scheme",
+        "preceding_invoice_number",
+        "preceding_invoice_date",
     ]
     assert layout.records["N"]["after"] == ["F", "N"]
 
@@ -176,9 +178,11 @@ def engine() -> ValidationEngine:
 
 
 def _without_extension(ubl: bytes) -> bytes:
-    """The UBL minus what the extension adds (notes, endpoint ids), serialised like the converter does."""
+    """The UBL minus what the extension adds (notes, endpoint ids, billing reference), serialised like the
+    converter does."""
     root = etree.fromstring(ubl)
-    for el in root.findall(f"{{{CBC}}}Note") + root.findall(f".//{{{CBC}}}EndpointID"):
+    added = root.findall(f"{{{CBC}}}Note") + root.findall(f".//{{{CBC}}}EndpointID")
+    for el in added + root.findall(f"{{{CAC}}}BillingReference"):
         el.getparent().remove(el)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
@@ -199,8 +203,9 @@ def test_old_style_file_converts_as_before() -> None:
         assert etree.fromstring(inv.ubl).find(f".//{{{CBC}}}EndpointID") is None
         assert etree.fromstring(inv.ubl).find(f"{{{CBC}}}Note") is None
     # empty trailing extension fields change nothing
-    padded = "\n".join(r + ";;;;" if r.startswith("F;") else r for r in records).encode("latin-1")
-    assert [inv.ubl for inv in converter.convert(padded)] == [inv.ubl for inv in before]
+    for padding in (";;;;", ";;;;;;"):
+        padded = "\n".join(r + padding if r.startswith("F;") else r for r in records).encode("latin-1")
+        assert [inv.ubl for inv in converter.convert(padded)] == [inv.ubl for inv in before]
     # the extended file gives the same UBL plus notes and endpoint ids
     new = converter.convert(make_flat(_OLD_STYLE_SPECS, encoding="ISO-8859-1"))
     assert [_without_extension(inv.ubl) for inv in new] == [_reserialised(inv.ubl) for inv in before]
@@ -289,7 +294,21 @@ def test_note_in_the_wrong_place(identifier: Identifier, mutate, message: str) -
             lambda r: r + ";suite",
             r"^line 4: invoice note record \(N\) has 4 fields, at most 3 expected \(a value containing ';' must be quoted",
         ),
-        ("F", lambda r: r + ";0225", r"^line 2: invoice record \(F\) has 19 fields, at most 18 expected"),
+        (
+            "F",
+            lambda r: r + ";FA-1;2025-01-15;x",
+            r"^line 2: invoice record \(F\) has 21 fields, at most 20 expected",
+        ),
+        (
+            "F",
+            lambda r: r + ";FA-1;15/01/2025",
+            r"^line 2, field 'preceding invoice issue date' \(F position 20\): '15/01/2025' is not a date YYYY-MM-DD$",
+        ),
+        (
+            "F",
+            lambda r: r + ";;2025-01-15",
+            r"^line 2, field 'preceding invoice issue date' \(F position 20\): given without 'preceding invoice number' \(F position 19\)$",
+        ),
         (
             "N",
             lambda r: "N;pmt;x",
@@ -327,3 +346,84 @@ def test_extension_field_errors_reject_one_invoice(
     assert bad.error is not None and bad.error.rule_id == "GW-FLAT-FIELD"
     assert re.search(message, bad.error.message), bad.error.message
     assert good.error is None and good.summary.number == "FL-0002"
+
+
+# -- layout extension: preceding invoice (F positions 19-20, BT-25/BT-26), BR-FR-CO-05 for credit notes -------
+def _billing_reference(ubl: bytes) -> tuple[str | None, str | None] | None:
+    ref = etree.fromstring(ubl).find(f"{{{CAC}}}BillingReference/{{{CAC}}}InvoiceDocumentReference")
+    if ref is None:
+        return None
+    return ref.findtext(f"{{{CBC}}}ID"), ref.findtext(f"{{{CBC}}}IssueDate")
+
+
+@pytest.mark.parametrize(
+    ("spec", "syntax", "expected"),
+    [
+        ({"number": "AV-1", "type_code": "381"}, Syntax.UBL_CREDITNOTE, ("INV-0000", "2025-01-15")),
+        (
+            {
+                "number": "AV-2",
+                "type_code": "381",
+                "preceding_invoice": "FA-2024-17",
+                "preceding_invoice_date": "2024-12-02",
+            },
+            Syntax.UBL_CREDITNOTE,
+            ("FA-2024-17", "2024-12-02"),
+        ),
+        # an invoice may refer to a preceding one too (e.g. a correction)
+        ({"number": "FA-3", "preceding_invoice": "FA-2"}, Syntax.UBL_INVOICE, ("FA-2", "2025-01-15")),
+    ],
+)
+def test_preceding_invoice_passes_xsd_en16931_and_br_fr(
+    identifier: Identifier, engine: ValidationEngine, spec: dict, syntax: Syntax, expected: tuple[str, str]
+) -> None:
+    data = make_flat([spec], encoding="ISO-8859-1")
+    f_record = next(r for r in _lines(data, "latin-1") if r.startswith("F;")).split(";")
+    assert (len(f_record), tuple(f_record[18:20])) == (20, expected)
+    doc = identifier.identify(data, "f.txt").invoices[0]
+    assert doc.error is None and doc.syntax == syntax
+    assert _billing_reference(doc.xml) == expected
+    # UBL 2.1 sequence: ... OrderReference, BillingReference, ..., AccountingSupplierParty
+    names = [etree.QName(el).localname for el in etree.fromstring(doc.xml)]
+    position = names.index("BillingReference")
+    assert names[position - 1] == "OrderReference" and names[position + 1] == "AccountingSupplierParty"
+    report = engine.validate(doc.xml, doc.syntax, doc.profile)
+    assert {layer.layer for layer in report.layers} >= {"xsd", "en16931", "br-fr"}
+    assert report.outcome == "valid", report.summary_text()
+
+
+@pytest.mark.parametrize(
+    "strip",
+    [
+        lambda r: ";".join(r.split(";")[:18]),  # fields left out
+        lambda r: ";".join(r.split(";")[:18] + ["", ""]),  # fields empty
+    ],
+)
+def test_credit_note_without_preceding_invoice_fails_br_fr_co_05(
+    identifier: Identifier, engine: ValidationEngine, strip
+) -> None:
+    lines = _lines(make_flat([{"number": "AV-9", "type_code": "381"}]))
+    index = next(i for i, line in enumerate(lines) if line.startswith("F;"))
+    assert lines[index].endswith(";INV-0000;2025-01-15")
+    lines[index] = strip(lines[index])
+    doc = identifier.identify(_join(lines), "f.txt").invoices[0]
+    assert doc.error is None and doc.syntax == Syntax.UBL_CREDITNOTE
+    assert _billing_reference(doc.xml) is None
+    report = engine.validate(doc.xml, doc.syntax, doc.profile)
+    assert report.outcome == "invalid"
+    assert {f.rule_id.split("_")[0] for f in report.fatal_findings} == {"BR-FR-CO-05"}
+
+
+def test_preceding_invoice_without_date() -> None:
+    """BT-26 is optional in EN 16931: the number alone gives a reference without IssueDate."""
+    lines = _lines(make_flat([{"number": "AV-5", "type_code": "381"}]))
+    index = next(i for i, line in enumerate(lines) if line.startswith("F;"))
+    lines[index] = lines[index].removesuffix("2025-01-15")
+    assert _billing_reference(FlatConverter().convert(_join(lines))[0].ubl) == ("INV-0000", None)
+
+
+def test_credit_note_reference_only_with_french_mentions() -> None:
+    data = make_flat([{"type_code": "381"}], french_mentions=False)
+    f_record = next(r for r in _lines(data) if r.startswith("F;"))
+    assert len(f_record.split(";")) == 14
+    assert _billing_reference(FlatConverter().convert(data)[0].ubl) is None

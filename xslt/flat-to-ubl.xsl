@@ -6,6 +6,8 @@
      Optional parts (layout extension): N records become cbc:Note, "#CODE#text" when they carry a subject code
      (the French convention read by BR-FR-05/06/20), else the bare text; the F record's electronic addresses
      become the parties' cbc:EndpointID (BT-34 / BT-49) with their scheme (the reader fills 0225 when empty).
+     The F record's preceding invoice number and date (BT-25 / BT-26, required for French credit notes by
+     BR-FR-CO-05) become cac:BillingReference/cac:InvoiceDocumentReference (cbc:ID, cbc:IssueDate).
      A file without them gives exactly the UBL it gave before. -->
 <xsl:stylesheet version="1.0"
     xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
@@ -88,6 +90,15 @@
     <cbc:DocumentCurrencyCode><xsl:value-of select="$cur"/></cbc:DocumentCurrencyCode>
     <xsl:if test="$f/service_code"><cbc:BuyerReference><xsl:value-of select="$f/service_code"/></cbc:BuyerReference></xsl:if>
     <xsl:if test="$f/engagement_number"><cac:OrderReference><cbc:ID><xsl:value-of select="$f/engagement_number"/></cbc:ID></cac:OrderReference></xsl:if>
+    <xsl:if test="$f/preceding_invoice_number">
+      <!-- BG-3: BT-25 / BT-26, after OrderReference in both the Invoice and the CreditNote XSD sequence -->
+      <cac:BillingReference>
+        <cac:InvoiceDocumentReference>
+          <cbc:ID><xsl:value-of select="$f/preceding_invoice_number"/></cbc:ID>
+          <xsl:if test="$f/preceding_invoice_date"><cbc:IssueDate><xsl:value-of select="$f/preceding_invoice_date"/></cbc:IssueDate></xsl:if>
+        </cac:InvoiceDocumentReference>
+      </cac:BillingReference>
+    </xsl:if>
     <cac:AccountingSupplierParty>
       <xsl:call-template name="party">
         <xsl:with-param name="siret" select="$f/seller_siret"/>

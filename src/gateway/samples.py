@@ -329,11 +329,15 @@ def make_flat(
     """A cpp-flat-v1 batch (domain.md §6, docs/flat-file-layout.md).
 
     `invoices` is a count or a list of InvoiceData keyword dicts; a dict may also set `seller_endpoint`,
-    `seller_endpoint_scheme`, `buyer_endpoint`, `buyer_endpoint_scheme` (F positions 15-18). With
-    `french_mentions` (the default) each invoice carries its notes as N records (PMT, PMD, AAB…) and both
-    electronic addresses (SIREN, scheme 0225), so its UBL passes BR-FR too; without, the file is the
-    original 14-field v1 form.
+    `seller_endpoint_scheme`, `buyer_endpoint`, `buyer_endpoint_scheme` (F positions 15-18) and
+    `preceding_invoice_date` (F position 20; the number, position 19, is InvoiceData's `preceding_invoice`).
+    With `french_mentions` (the default) each invoice carries its notes as N records (PMT, PMD, AAB…) and both
+    electronic addresses (SIREN, scheme 0225), and a credit note (381) its preceding invoice (BR-FR-CO-05), so
+    its UBL passes BR-FR too; without, the file is the original 14-field v1 form. Giving `preceding_invoice` or
+    `preceding_invoice_date` explicitly writes positions 19-20 whatever the type (an empty string leaves the
+    field empty).
     """
+    reference_date = "2025-01-15"  # the preceding invoice's issue date when not given
     specs = (
         [{"number": f"FL-{i:04d}"} for i in range(1, invoices + 1)] if isinstance(invoices, int) else invoices
     )
@@ -342,7 +346,14 @@ def make_flat(
     for spec in specs:
         spec = dict(spec)
         addresses = {key: spec.pop(key) for key in _FLAT_ADDRESS_KEYS if key in spec}
+        explicit_reference = "preceding_invoice" in spec or "preceding_invoice_date" in spec
+        preceding_date = spec.pop("preceding_invoice_date", reference_date)
         d = InvoiceData(lines=spec.pop("lines", lines), **spec)
+        reference = (
+            [d.preceding_invoice, preceding_date]
+            if explicit_reference or (french_mentions and d.type_code == "381")
+            else []
+        )
         head = [
             "F",
             d.number,
@@ -359,7 +370,7 @@ def make_flat(
             d.billing_framework,
             d.due_date,
         ]
-        if french_mentions or addresses:
+        if french_mentions or addresses or reference:
             defaults = {
                 "seller_endpoint": d.seller_siret[:9],
                 "seller_endpoint_scheme": "0225",
@@ -369,7 +380,7 @@ def make_flat(
             if not french_mentions:
                 defaults = dict.fromkeys(defaults, "")
             head += [addresses.get(key, defaults[key]) for key in _FLAT_ADDRESS_KEYS]
-        out.append(_flat_record(*head))
+        out.append(_flat_record(*head, *reference))
         if french_mentions:
             out.extend(_flat_record("N", code, text) for code, text in d.notes)
         for line_id, name, qty, price, net in d.line_values():
