@@ -29,13 +29,19 @@ def _client(port: int, key_path: Path) -> paramiko.SFTPClient:
     return paramiko.SFTPClient.from_transport(transport)
 
 
+def _disconnect(sftp: paramiko.SFTPClient) -> None:
+    transport = sftp.get_channel().get_transport()
+    sftp.close()
+    transport.close()  # SFTPClient.close() leaves the SSH connection (and its session slot) open
+
+
 def test_twenty_sftp_clients_fifty_files_each_all_acknowledged_once(tmp_path: Path) -> None:
     key = asyncssh.generate_private_key("ssh-ed25519")
     key_path = tmp_path / "acme_key"
     key.write_private_key(str(key_path))
     public = key.export_public_key().decode().strip()
     port = _free_port()
-    extra = f'[partners.acme.sftp]\nauthorized_keys = ["{public}"]\n'
+    extra = f'[partners.acme.sftp]\nauthorized_keys = ["{public}"]\nmax_sessions = 25\n'
     daemon = Daemon(tmp_path / "data", extra=extra)
     config = daemon.data_dir / "gateway.toml"
     config.write_text(
@@ -52,7 +58,7 @@ def test_twenty_sftp_clients_fifty_files_each_all_acknowledged_once(tmp_path: Pa
                 for i in range(50):
                     data = make_ubl(lines=1, number=f"S{client_no:02d}-{i:02d}")
                     sftp.putfo(io.BytesIO(data), f"/in/c{client_no:02d}-{i:02d}.xml")
-                sftp.close()
+                _disconnect(sftp)
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 
@@ -77,7 +83,7 @@ def test_twenty_sftp_clients_fifty_files_each_all_acknowledged_once(tmp_path: Pa
             body = fh.read()
         assert b"<Status>" in body
         sftp.remove(f"/out/{listed[0]}")
-        sftp.close()
+        _disconnect(sftp)
         assert len(d.acks("acme")) == 999
         assert d.stop() == 0
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import paramiko
 import pytest
+import structlog
+from structlog.testing import LogCapture
 
 from gateway.inbound.sftp_config import SftpPartnerAuth
 from gateway.inbound.sftp_server import hash_password
@@ -556,3 +558,143 @@ def test_twenty_concurrent_clients_fifty_files_each(make_harness, accounts) -> N
     for partner in ("acme", "beta"):
         assert temps(harness.roots[partner] / "in") == []
     assert harness.metric("gateway_sftp_uploads_total", partner="acme", result="ok") == 500
+
+
+# ---- connection limits --------------------------------------------------------------------------------
+
+
+def raw_connection(harness: Harness) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", harness.port), timeout=10)
+
+
+def read_banner(sock: socket.socket) -> bytes:
+    """The server's SSH version line: proof that it accepted (and counts) the connection."""
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(256)
+        assert chunk, f"closed before the banner ({data!r})"
+        data += chunk
+    return data
+
+
+def read_until_closed(sock: socket.socket, timeout: float) -> bytes:
+    """Everything the server sends until it closes the connection (fails if it stays open)."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(4096):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def test_partner_max_sessions(make_harness, accounts) -> None:
+    harness = make_harness(
+        {
+            "acme": SftpPartnerAuth(authorized_keys=[accounts["acme"].public_line], max_sessions=2),
+            "beta": SftpPartnerAuth(password_hash=hash_password(PASSWORD), max_sessions=1),
+        },
+        max_login_failures=2,  # the refusals below must not lock the address out
+    )
+    first, _ = connect(harness, "acme", accounts["acme"].pkey)
+    second, second_sftp = connect(harness, "acme", accounts["acme"].pkey)
+    with pytest.raises(paramiko.AuthenticationException):
+        connect(harness, "acme", accounts["acme"].pkey)
+    beta, beta_sftp = connect(harness, "beta", password=PASSWORD)  # another partner is not affected
+    with pytest.raises(paramiko.AuthenticationException):
+        connect(harness, "beta", password=PASSWORD)
+    assert harness.metric("gateway_sftp_logins_total", result="too_many_sessions") == 2
+    assert harness.server.partner_session_count("acme") == 2
+    assert second_sftp.listdir("/") == ["in", "out"] and beta_sftp.listdir("/") == ["in", "out"]
+
+    transport = first.get_transport()
+    assert transport is not None
+    transport.sock.shutdown(socket.SHUT_RDWR)  # connection lost abruptly: its slot is freed
+    transport.close()
+    harness.wait_for(lambda: harness.server.partner_session_count("acme") == 1)
+    third, third_sftp = connect(harness, "acme", accounts["acme"].pkey)
+    third_sftp.putfo(io.BytesIO(b"<Invoice/>"), "/in/after.xml")
+    with pytest.raises(paramiko.AuthenticationException):
+        connect(harness, "acme", accounts["acme"].pkey)
+    for client in (second, third, beta):
+        client.close()
+    harness.wait_for(
+        lambda: (
+            harness.server.partner_session_count("acme") == 0
+            and harness.server.partner_session_count("beta") == 0
+        )
+    )
+    client, _ = connect(harness, "beta", password=PASSWORD)
+    client.close()
+    assert harness.metric("gateway_sftp_logins_total", result="too_many_sessions") == 3
+    assert harness.metric("gateway_sftp_logins_total", result="ok") == 5
+    assert [p.name for _, p, _ in harness.uploads] == ["after.xml"]
+
+
+def test_max_connections_refuses_before_the_handshake(make_harness, accounts) -> None:
+    capture = LogCapture()
+    logger = structlog.wrap_logger(structlog.PrintLogger(io.StringIO()), processors=[capture])
+    harness = make_harness(
+        {"acme": SftpPartnerAuth(authorized_keys=[accounts["acme"].public_line])},
+        logger=logger,
+        max_connections=3,
+    )
+    idle = [raw_connection(harness) for _ in range(3)]  # never authenticate: they count all the same
+    try:
+        for sock in idle:
+            assert read_banner(sock).startswith(b"SSH-2.0-")
+        assert harness.server.connection_count == 3
+        with raw_connection(harness) as extra:
+            assert read_until_closed(extra, timeout=10) == b""  # closed without even a version line
+        with pytest.raises((paramiko.SSHException, OSError)):
+            connect(harness, "acme", accounts["acme"].pkey)
+        assert harness.metric("gateway_sftp_logins_total", result="too_many_connections") == 2
+        refused = [e for e in capture.entries if e["event"] == "sftp.connection_refused"]
+        assert len(refused) == 1  # a flood logs one line per interval, with a count
+        assert (refused[0]["result"], refused[0]["max_connections"]) == ("too_many_connections", 3)
+    finally:
+        for sock in idle:
+            sock.close()
+    harness.wait_for(lambda: harness.server.connection_count == 0)
+
+    client, sftp = connect(harness, "acme", accounts["acme"].pkey)  # accepted again
+    try:
+        assert sftp.listdir("/") == ["in", "out"]
+        idle = [raw_connection(harness) for _ in range(2)]  # authenticated connections count too
+        for sock in idle:
+            read_banner(sock)
+        with raw_connection(harness) as extra:
+            assert read_until_closed(extra, timeout=10) == b""
+        for sock in idle:
+            sock.close()
+    finally:
+        client.close()
+    assert harness.metric("gateway_sftp_logins_total", result="too_many_connections") == 3
+
+
+def test_login_timeout_closes_unauthenticated_connections(make_harness, accounts) -> None:
+    harness = make_harness(
+        {"acme": SftpPartnerAuth(authorized_keys=[accounts["acme"].public_line])},
+        login_timeout_seconds=1.0,
+    )
+    silent = raw_connection(harness)  # sends nothing at all
+    greeting = raw_connection(harness)  # sends its version line, then nothing
+    try:
+        read_banner(greeting)
+        greeting.sendall(b"SSH-2.0-idle_probe\r\n")
+        started = time.monotonic()
+        assert read_until_closed(silent, timeout=10).startswith(b"SSH-2.0-")
+        read_until_closed(greeting, timeout=10)  # the server's KEXINIT at most, then the close
+        elapsed = time.monotonic() - started
+        assert 0.5 < elapsed < 5, elapsed
+    finally:
+        silent.close()
+        greeting.close()
+    harness.wait_for(lambda: harness.server.connection_count == 0)
+    client, sftp = connect(harness, "acme", accounts["acme"].pkey)  # a real login outlives the timeout
+    try:
+        time.sleep(1.5)
+        assert sftp.listdir("/") == ["in", "out"]
+    finally:
+        client.close()

@@ -46,7 +46,14 @@ def test_defaults() -> None:
     config = SftpServerConfig()
     assert (config.host, config.port, config.host_key) == ("127.0.0.1", 2222, None)
     assert config.upload_temp_suffixes == (".part", ".filepart", ".tmp")
+    assert (config.max_connections, config.login_timeout_seconds) == (200, 60.0)
     assert SftpPartnerAuth().authorized_keys == [] and SftpPartnerAuth().allowed_sources == []
+    assert SftpPartnerAuth().max_sessions == 10
+    for bad in ({"max_connections": 0}, {"login_timeout_seconds": 0}):
+        with pytest.raises(ValidationError):
+            SftpServerConfig(**bad)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        SftpPartnerAuth(max_sessions=0)
 
 
 def test_plain_password_and_unknown_fields_are_refused() -> None:

@@ -21,6 +21,9 @@ class SftpServerConfig(BaseModel):
     host_key: str | None = None  # path; None = <data dir>/ssh_host_ed25519_key, generated on first start
     max_login_failures: int = Field(default=5, ge=1)
     lockout_seconds: float = Field(default=300.0, ge=0)
+    # SSH connections open at once, authenticated or not; one more is closed before the SSH handshake.
+    max_connections: int = Field(default=200, ge=1)
+    # A connection not authenticated this long after it was accepted is closed (even one sending nothing).
     login_timeout_seconds: float = Field(default=60.0, gt=0)
     keepalive_seconds: float = Field(default=60.0, ge=0)  # 0 = no keepalive probes
     # A name ending so (case-insensitive), or starting with a prefix below, is a temporary upload name:
@@ -41,6 +44,7 @@ class SftpPartnerAuth(BaseModel):
     allowed_sources: list[str] = []  # addresses or CIDR networks; empty = any
     max_file_size: int | None = Field(default=None, ge=0)
     quota_bytes: int | None = Field(default=None, ge=0)  # bytes stored in in/ + out/
+    max_sessions: int = Field(default=10, ge=1)  # authenticated connections at once; one more is refused
 
     @field_validator("authorized_keys")
     @classmethod

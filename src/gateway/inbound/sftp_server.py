@@ -21,6 +21,12 @@ Paths are normalised against the virtual root (`..` cannot climb above it), then
 symlinks; anything whose real path leaves the partner's `in/` or `out/` folder is refused. No links,
 directories, shell, exec, scp, port/agent/X11 forwarding. Failed logins are counted per source address
 and lock that address out for a while.
+
+Limits: at most `max_connections` SSH connections at once (authenticated or not; one more is closed
+as soon as it is accepted, before any handshake work, and counted as `too_many_connections`), at most
+`max_sessions` authenticated connections per partner (one more is refused at authentication,
+`too_many_sessions`; a slot is freed when its connection ends, however it ends), and a connection
+not authenticated within `login_timeout_seconds` is closed.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ RECENT_UPLOADS_KEPT = 1000
 RECENT_UPLOAD_SECONDS = 120.0
 USAGE_CACHE_SECONDS = 2.0
 NAME_MAX_BYTES = 255
+REFUSAL_LOG_SECONDS = 10.0  # a flood of refused connections logs one line per interval, with a count
 
 
 @dataclass(frozen=True)
@@ -770,20 +777,27 @@ class _ConnectionGuard(asyncssh.SSHServer):
         self._conn: asyncssh.SSHServerConnection | None = None
         self._address = ""
         self._username = ""
-        self._denied: str | None = None  # locked_out / source_denied: every method refused
+        self._denied: str | None = None  # locked_out / source_denied / too_many_sessions: all refused
         self._key_failure_counted = False  # a client offering several keys counts once per connection
         self._authenticated = False
+        self._holds_session = False  # counted in the partner's max_sessions
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
-        self._conn = conn
         peer = conn.get_extra_info("peername") or ("", 0)
         self._address = _canonical_address(str(peer[0]))
-        self._owner.connection_opened(conn)
+        if not self._owner.connection_opened(conn, self._address):
+            conn.abort()  # before asyncssh sends its version string: no handshake work at all
+            return
+        self._conn = conn
         self._owner.log.info("sftp.connect", address=self._address, port=peer[1])
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._conn is not None:
-            self._owner.connection_closed(self._conn)
+        if self._conn is None:  # refused in connection_made, already counted and logged
+            return
+        self._owner.connection_closed(self._conn)
+        if self._holds_session:
+            self._holds_session = False
+            self._owner.release_session(self._username)
         self._owner.log.info(
             "sftp.disconnect",
             address=self._address,
@@ -808,6 +822,13 @@ class _ConnectionGuard(asyncssh.SSHServer):
             self._owner.log.warning(
                 "sftp.login_refused", user=self._username, address=self._address, result=result
             )
+
+    def _partner_full(self, username: str) -> bool:
+        """Refuse (once counted) right credentials when the partner already has max_sessions open."""
+        if self._owner.session_available(username):
+            return False
+        self._deny("too_many_sessions")
+        return True
 
     def _refusing(self) -> bool:
         if self._denied is None and self._owner.limiter.locked(self._address):
@@ -838,7 +859,7 @@ class _ConnectionGuard(asyncssh.SSHServer):
         partner = self._owner.partner(username)
         keys = self._owner.authorized_keys(username) if partner else None
         if keys is not None and keys.validate(key, self._address, self._address) is not None:
-            return True
+            return not self._partner_full(username)
         if not self._key_failure_counted:
             self._key_failure_counted = True
             self._failed("unknown_user" if partner is None else "bad_key")
@@ -854,11 +875,19 @@ class _ConnectionGuard(asyncssh.SSHServer):
         stored = partner.auth.password_hash if partner else None
         ok = await asyncio.to_thread(_verify_password, stored or self._owner.dummy_hash(), password)
         if ok and stored is not None:
-            return True
+            return not self._partner_full(username)
         self._failed("unknown_user" if partner is None else "bad_password")
         return False
 
     def auth_completed(self) -> None:
+        # Validation and this call run without yielding to the loop, so the check in _partner_full
+        # still holds; claiming here keeps the count exact whatever asyncssh does in between.
+        if not self._owner.claim_session(self._username):
+            self._deny("too_many_sessions")
+            if self._conn is not None:
+                self._conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, "too many sessions")
+            return
+        self._holds_session = True
         self._authenticated = True
         self._owner.limiter.success(self._address)
         if self._owner.metrics:
@@ -935,6 +964,9 @@ class SftpServer:
         self._areas: dict[str, _PartnerArea] = {}
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
+        self._partner_sessions: dict[str, int] = {}  # authenticated connections per partner
+        self._refused_unlogged = 0
+        self._refusal_logged_at: float | None = None
         self._dummy_hash: str | None = None
 
     # ---- used by connections and sessions ------------------------------------------------------
@@ -951,11 +983,55 @@ class SftpServer:
             self._dummy_hash = hash_password(secrets.token_urlsafe(16))
         return self._dummy_hash
 
-    def connection_opened(self, conn: asyncssh.SSHServerConnection) -> None:
-        self._connections.add(conn)
+    def connection_opened(self, conn: asyncssh.SSHServerConnection, address: str) -> bool:
+        """Count a new connection; False (counted, logged) when `max_connections` are already open."""
+        if len(self._connections) < self.config.max_connections:
+            self._connections.add(conn)
+            return True
+        if self.metrics:
+            self.metrics.sftp_logins.labels(result="too_many_connections").inc()
+        self._refused_unlogged += 1
+        now = time.monotonic()
+        if self._refusal_logged_at is None or now - self._refusal_logged_at >= REFUSAL_LOG_SECONDS:
+            self.log.warning(
+                "sftp.connection_refused",
+                address=address,
+                result="too_many_connections",
+                max_connections=self.config.max_connections,
+                refused=self._refused_unlogged,  # since the previous line of this kind
+            )
+            self._refused_unlogged = 0
+            self._refusal_logged_at = now
+        return False
 
     def connection_closed(self, conn: asyncssh.SSHServerConnection) -> None:
         self._connections.discard(conn)
+
+    @property
+    def connection_count(self) -> int:
+        """SSH connections open now, authenticated or not."""
+        return len(self._connections)
+
+    def partner_session_count(self, partner_id: str) -> int:
+        """Authenticated connections the partner has open now."""
+        return self._partner_sessions.get(partner_id, 0)
+
+    def session_available(self, partner_id: str) -> bool:
+        partner = self._partners.get(partner_id)
+        return partner is not None and self.partner_session_count(partner_id) < partner.auth.max_sessions
+
+    def claim_session(self, partner_id: str) -> bool:
+        if not self.session_available(partner_id):
+            return False
+        self._partner_sessions[partner_id] = self.partner_session_count(partner_id) + 1
+        return True
+
+    def release_session(self, partner_id: str) -> None:
+        remaining = self.partner_session_count(partner_id) - 1
+        if remaining > 0:
+            self._partner_sessions[partner_id] = remaining
+        else:
+            self._partner_sessions.pop(partner_id, None)
 
     def session_opened(self) -> None:
         if self.metrics:
