@@ -32,6 +32,7 @@ def main() -> None:
     from gateway.validation.engine import ValidationEngine
     from gateway.validation.plan import ValidationConfig
     from gateway.validation.rulepacks import RulePackRegistry
+
     from invoice_factory import make_cii, make_ubl
 
     print(f"# bench/soak_validate.py — {machine_line()}")

@@ -13,6 +13,7 @@ from gateway.errors import IdentifyError
 from gateway.model import Syntax
 from gateway.transforms.convert import Converter
 from gateway.transforms.extract import SummaryExtractor
+
 from invoice_factory import ArtefactValidator, make_cii, make_ubl, shared_validator
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"

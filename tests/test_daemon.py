@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from daemon_harness import Daemon, read_ack, wait_for
 from gateway.resources import resource_path
+
+from daemon_harness import Daemon, read_ack, wait_for
 from invoice_factory import make_cii, make_ubl
 
 pytestmark = pytest.mark.timeout(600)

@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from daemon_harness import Daemon, read_ack, wait_for
 from invoice_factory import make_ubl
 

@@ -10,6 +10,7 @@ import pytest
 from gateway.model import InvoiceSummary, Syntax
 from gateway.transforms.extract import SummaryExtractor, pick_siren, pick_siret
 from gateway.transforms.identify import Identifier
+
 from invoice_factory import BUYER_SIRET, SELLER_SIRET, ArtefactValidator, make_cii, make_ubl, shared_validator
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"

@@ -15,6 +15,7 @@ from gateway.transforms.identify import Identifier
 from gateway.validation.engine import ValidationEngine
 from gateway.validation.plan import ValidationConfig
 from gateway.validation.rulepacks import RulePackRegistry
+
 from invoice_factory import CAC, CBC, ArtefactValidator, make_flat, shared_validator
 
 

@@ -17,6 +17,7 @@ from pypdf import PdfWriter
 from gateway.errors import IdentifyError
 from gateway.model import ReasonCode, Severity, Syntax
 from gateway.transforms.identify import Identifier, IdentifyLimits
+
 from invoice_factory import make_cii, make_flat, make_ubl
 
 

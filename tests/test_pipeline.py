@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from daemon_harness import read_ack
 from gateway.config import GatewayConfig, WorkersConfig
 from gateway.outbound.local_dir import FolderSink
 from gateway.runtime.intake import Intake
@@ -21,6 +20,8 @@ from gateway.transforms.identify import Identifier
 from gateway.validation.engine import ValidationEngine
 from gateway.validation.plan import ValidationConfig
 from gateway.validation.rulepacks import RulePackRegistry
+
+from daemon_harness import read_ack
 from invoice_factory import make_ubl
 
 

@@ -20,6 +20,7 @@ from structlog.testing import LogCapture
 
 from gateway.inbound.sftp_config import SftpPartnerAuth
 from gateway.inbound.sftp_server import hash_password
+
 from sftp_harness import Account, Harness, make_account
 
 SFTP_CLIENT = shutil.which("sftp")

@@ -48,7 +48,9 @@ def make_engine(url: str) -> Engine:
             dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")  # a committed flow row survives a power cut: the claim goes after it
+            cur.execute(
+                "PRAGMA synchronous=FULL"
+            )  # a committed flow row survives a power cut: the claim goes after it
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=60000")
             cur.close()
