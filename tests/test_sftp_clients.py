@@ -27,12 +27,19 @@ SFTP_CLIENT = shutil.which("sftp")
 PASSWORD = "correct horse battery staple"
 
 
-def connect(harness: Harness, user: str, pkey: paramiko.PKey | None = None, password: str | None = None):
+def connect(
+    harness: Harness,
+    user: str,
+    pkey: paramiko.PKey | None = None,
+    password: str | None = None,
+    source: str | None = None,  # a local address to connect from (any of 127/8 works on Linux)
+):
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
     client.connect(
         "127.0.0.1",
         port=harness.port,
+        sock=raw_connection(harness, source) if source else None,
         username=user,
         pkey=pkey,
         password=password,
@@ -521,7 +528,7 @@ def test_twenty_concurrent_clients_fifty_files_each(make_harness, accounts) -> N
         {
             "acme": SftpPartnerAuth(authorized_keys=[accounts["acme"].public_line]),
             "beta": SftpPartnerAuth(authorized_keys=[accounts["beta"].public_line]),
-        }
+        },
     )
     sent: dict[tuple[str, str], bytes] = {}
     errors: list[BaseException] = []
@@ -564,8 +571,8 @@ def test_twenty_concurrent_clients_fifty_files_each(make_harness, accounts) -> N
 # ---- connection limits --------------------------------------------------------------------------------
 
 
-def raw_connection(harness: Harness) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", harness.port), timeout=10)
+def raw_connection(harness: Harness, source: str = "127.0.0.1") -> socket.socket:
+    return socket.create_connection(("127.0.0.1", harness.port), timeout=10, source_address=(source, 0))
 
 
 def read_banner(sock: socket.socket) -> bytes:
@@ -693,9 +700,90 @@ def test_login_timeout_closes_unauthenticated_connections(make_harness, accounts
         silent.close()
         greeting.close()
     harness.wait_for(lambda: harness.server.connection_count == 0)
+    assert harness.server.unauthenticated_count("127.0.0.1") == 0
     client, sftp = connect(harness, "acme", accounts["acme"].pkey)  # a real login outlives the timeout
     try:
         time.sleep(1.5)
         assert sftp.listdir("/") == ["in", "out"]
     finally:
         client.close()
+
+
+def test_unauthenticated_connections_per_address(make_harness, accounts) -> None:
+    capture = LogCapture()
+    logger = structlog.wrap_logger(structlog.PrintLogger(io.StringIO()), processors=[capture])
+    harness = make_harness(
+        {"acme": SftpPartnerAuth(authorized_keys=[accounts["acme"].public_line])},
+        logger=logger,
+        max_unauthenticated_per_address=3,
+    )
+    server = harness.server
+    idle = [raw_connection(harness) for _ in range(3)]  # 127.0.0.1 sends nothing, holds its 3 slots
+    other: list[socket.socket] = []
+    try:
+        for sock in idle:
+            assert read_banner(sock).startswith(b"SSH-2.0-")
+        assert server.unauthenticated_count("127.0.0.1") == 3
+        for _ in range(2):
+            with raw_connection(harness) as extra:
+                assert read_until_closed(extra, timeout=10) == b""  # closed without even a version line
+        with pytest.raises((paramiko.SSHException, OSError)):
+            connect(harness, "acme", accounts["acme"].pkey)  # a real client from there too
+        assert harness.metric("gateway_sftp_logins_total", result="too_many_unauthenticated") == 3
+        assert harness.metric("gateway_sftp_logins_total", result="too_many_connections") == 0
+        assert server.connection_count == 3  # refused ones never took a max_connections slot
+        refused = [e for e in capture.entries if e["event"] == "sftp.connection_refused"]
+        assert len(refused) == 1  # a flood logs one line per interval, with a count
+        assert (
+            refused[0]["result"],
+            refused[0]["address"],
+            refused[0]["max_unauthenticated_per_address"],
+        ) == (
+            "too_many_unauthenticated",
+            "127.0.0.1",
+            3,
+        )
+
+        # another address is not affected: idle connections and a login from 127.0.0.2 both work
+        other = [raw_connection(harness, source="127.0.0.2") for _ in range(3)]
+        for sock in other:
+            assert read_banner(sock).startswith(b"SSH-2.0-")
+        for sock in other[1:]:
+            sock.close()
+        harness.wait_for(lambda: server.unauthenticated_count("127.0.0.2") == 1)
+        client, sftp = connect(harness, "acme", accounts["acme"].pkey, source="127.0.0.2")
+        try:
+            assert sftp.listdir("/") == ["in", "out"]
+            assert server.unauthenticated_count("127.0.0.2") == 1  # the login no longer counts
+        finally:
+            client.close()
+
+        # an idle connection from 127.0.0.1 closes: its slot is free again, and only that one
+        idle.pop().close()
+        harness.wait_for(lambda: server.unauthenticated_count("127.0.0.1") == 2)
+        idle.append(raw_connection(harness))
+        assert read_banner(idle[-1]).startswith(b"SSH-2.0-")
+        with raw_connection(harness) as extra:
+            assert read_until_closed(extra, timeout=10) == b""
+
+        # a connection that authenticates stops counting while it stays open
+        idle.pop().close()
+        harness.wait_for(lambda: server.unauthenticated_count("127.0.0.1") == 2)
+        client, sftp = connect(harness, "acme", accounts["acme"].pkey)
+        try:
+            assert server.unauthenticated_count("127.0.0.1") == 2
+            idle.append(raw_connection(harness))  # the third unauthenticated one is accepted
+            assert read_banner(idle[-1]).startswith(b"SSH-2.0-")
+            with raw_connection(harness) as extra:
+                assert read_until_closed(extra, timeout=10) == b""
+            sftp.putfo(io.BytesIO(b"<Invoice/>"), "/in/while-flooded.xml")
+        finally:
+            client.close()
+        assert harness.metric("gateway_sftp_logins_total", result="too_many_unauthenticated") == 5
+    finally:
+        for sock in idle + other:
+            sock.close()
+    harness.wait_for(lambda: server.connection_count == 0)
+    assert server.unauthenticated_count("127.0.0.1") == server.unauthenticated_count("127.0.0.2") == 0
+    assert harness.metric("gateway_sftp_logins_total", result="ok") == 2
+    assert [p.name for _, p, _ in harness.uploads] == ["while-flooded.xml"]

@@ -47,9 +47,10 @@ def test_defaults() -> None:
     assert (config.host, config.port, config.host_key) == ("127.0.0.1", 2222, None)
     assert config.upload_temp_suffixes == (".part", ".filepart", ".tmp")
     assert (config.max_connections, config.login_timeout_seconds) == (200, 60.0)
+    assert config.max_unauthenticated_per_address == 30
     assert SftpPartnerAuth().authorized_keys == [] and SftpPartnerAuth().allowed_sources == []
     assert SftpPartnerAuth().max_sessions == 10
-    for bad in ({"max_connections": 0}, {"login_timeout_seconds": 0}):
+    for bad in ({"max_connections": 0}, {"login_timeout_seconds": 0}, {"max_unauthenticated_per_address": 0}):
         with pytest.raises(ValidationError):
             SftpServerConfig(**bad)  # type: ignore[arg-type]
     with pytest.raises(ValidationError):

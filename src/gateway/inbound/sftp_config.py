@@ -23,6 +23,9 @@ class SftpServerConfig(BaseModel):
     lockout_seconds: float = Field(default=300.0, ge=0)
     # SSH connections open at once, authenticated or not; one more is closed before the SSH handshake.
     max_connections: int = Field(default=200, ge=1)
+    # Connections not yet authenticated that one source address may hold at once; one more from that
+    # address is closed before the SSH handshake (so one address cannot take every max_connections slot).
+    max_unauthenticated_per_address: int = Field(default=30, ge=1)
     # A connection not authenticated this long after it was accepted is closed (even one sending nothing).
     login_timeout_seconds: float = Field(default=60.0, gt=0)
     keepalive_seconds: float = Field(default=60.0, ge=0)  # 0 = no keepalive probes

@@ -24,6 +24,9 @@ and lock that address out for a while.
 
 Limits: at most `max_connections` SSH connections at once (authenticated or not; one more is closed
 as soon as it is accepted, before any handshake work, and counted as `too_many_connections`), at most
+`max_unauthenticated_per_address` connections not yet authenticated per source address (one more from
+that address is closed the same way, `too_many_unauthenticated`; the address's count goes down when
+one of them authenticates or ends), at most
 `max_sessions` authenticated connections per partner (one more is refused at authentication,
 `too_many_sessions`; a slot is freed when its connection ends, however it ends), and a connection
 not authenticated within `login_timeout_seconds` is closed.
@@ -128,6 +131,32 @@ def _load_or_create_host_key(path: Path) -> tuple[asyncssh.SSHKey, bool]:
     finally:
         tmp.unlink()
     return asyncssh.read_private_key(path), True
+
+
+class _RefusalLog:
+    """Warnings for refused connections, at most one line per kind per interval, with a count."""
+
+    def __init__(self, log: Any, clock: Callable[[], float]) -> None:
+        self._log = log
+        self._clock = clock
+        self._unlogged: dict[str, int] = {}  # result -> refusals since that kind's last line
+        self._logged_at: dict[str, float] = {}
+
+    def refused(self, result: str, address: str, **limit: int) -> None:
+        self._unlogged[result] = self._unlogged.get(result, 0) + 1
+        now = self._clock()
+        logged_at = self._logged_at.get(result)
+        if logged_at is not None and now - logged_at < REFUSAL_LOG_SECONDS:
+            return
+        self._log.warning(
+            "sftp.connection_refused",
+            address=address,
+            result=result,
+            **limit,
+            refused=self._unlogged[result],  # since the previous line of this kind
+        )
+        self._unlogged[result] = 0
+        self._logged_at[result] = now
 
 
 class _LoginLimiter:
@@ -781,6 +810,7 @@ class _ConnectionGuard(asyncssh.SSHServer):
         self._key_failure_counted = False  # a client offering several keys counts once per connection
         self._authenticated = False
         self._holds_session = False  # counted in the partner's max_sessions
+        self._counted_unauthenticated = False  # counted in its address's max_unauthenticated_per_address
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         peer = conn.get_extra_info("peername") or ("", 0)
@@ -789,12 +819,14 @@ class _ConnectionGuard(asyncssh.SSHServer):
             conn.abort()  # before asyncssh sends its version string: no handshake work at all
             return
         self._conn = conn
+        self._counted_unauthenticated = True
         self._owner.log.info("sftp.connect", address=self._address, port=peer[1])
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._conn is None:  # refused in connection_made, already counted and logged
             return
         self._owner.connection_closed(self._conn)
+        self._stop_counting_unauthenticated()
         if self._holds_session:
             self._holds_session = False
             self._owner.release_session(self._username)
@@ -804,6 +836,11 @@ class _ConnectionGuard(asyncssh.SSHServer):
             partner=self._username if self._authenticated else None,
             error=str(exc) if exc else None,
         )
+
+    def _stop_counting_unauthenticated(self) -> None:
+        if self._counted_unauthenticated:
+            self._counted_unauthenticated = False
+            self._owner.unauthenticated_closed(self._address)
 
     def begin_auth(self, username: str) -> bool:
         self._username = username
@@ -889,6 +926,7 @@ class _ConnectionGuard(asyncssh.SSHServer):
             return
         self._holds_session = True
         self._authenticated = True
+        self._stop_counting_unauthenticated()
         self._owner.limiter.success(self._address)
         if self._owner.metrics:
             self._owner.metrics.sftp_logins.labels(result="ok").inc()
@@ -965,8 +1003,8 @@ class SftpServer:
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self._partner_sessions: dict[str, int] = {}  # authenticated connections per partner
-        self._refused_unlogged = 0
-        self._refusal_logged_at: float | None = None
+        self._unauthenticated: dict[str, int] = {}  # connections not authenticated yet, per address
+        self._refusals = _RefusalLog(self.log, time.monotonic)
         self._dummy_hash: str | None = None
 
     # ---- used by connections and sessions ------------------------------------------------------
@@ -984,25 +1022,38 @@ class SftpServer:
         return self._dummy_hash
 
     def connection_opened(self, conn: asyncssh.SSHServerConnection, address: str) -> bool:
-        """Count a new connection; False (counted, logged) when `max_connections` are already open."""
-        if len(self._connections) < self.config.max_connections:
-            self._connections.add(conn)
-            return True
+        """Count a new, not yet authenticated connection from `address`.
+
+        False (counted, logged) when `address` already holds `max_unauthenticated_per_address`
+        unauthenticated connections, or `max_connections` are open in all.
+        """
+        per_address = self.config.max_unauthenticated_per_address
+        if self.unauthenticated_count(address) >= per_address:
+            self._refuse("too_many_unauthenticated", address, max_unauthenticated_per_address=per_address)
+            return False
+        if len(self._connections) >= self.config.max_connections:
+            self._refuse("too_many_connections", address, max_connections=self.config.max_connections)
+            return False
+        self._connections.add(conn)
+        self._unauthenticated[address] = self.unauthenticated_count(address) + 1
+        return True
+
+    def _refuse(self, result: str, address: str, **limit: int) -> None:
         if self.metrics:
-            self.metrics.sftp_logins.labels(result="too_many_connections").inc()
-        self._refused_unlogged += 1
-        now = time.monotonic()
-        if self._refusal_logged_at is None or now - self._refusal_logged_at >= REFUSAL_LOG_SECONDS:
-            self.log.warning(
-                "sftp.connection_refused",
-                address=address,
-                result="too_many_connections",
-                max_connections=self.config.max_connections,
-                refused=self._refused_unlogged,  # since the previous line of this kind
-            )
-            self._refused_unlogged = 0
-            self._refusal_logged_at = now
-        return False
+            self.metrics.sftp_logins.labels(result=result).inc()
+        self._refusals.refused(result, address, **limit)
+
+    def unauthenticated_closed(self, address: str) -> None:
+        """A connection counted by `connection_opened` authenticated or ended."""
+        remaining = self.unauthenticated_count(address) - 1
+        if remaining > 0:
+            self._unauthenticated[address] = remaining
+        else:
+            self._unauthenticated.pop(address, None)
+
+    def unauthenticated_count(self, address: str) -> int:
+        """Connections from `address` open now and not authenticated yet."""
+        return self._unauthenticated.get(address, 0)
 
     def connection_closed(self, conn: asyncssh.SSHServerConnection) -> None:
         self._connections.discard(conn)
