@@ -91,3 +91,47 @@ def test_twenty_sftp_clients_fifty_files_each_all_acknowledged_once(tmp_path: Pa
     assert len(flows) == 1000 and {state for _, _, state in flows} <= {"ACKNOWLEDGED", "REJECTED"}
     sample = read_ack(d.acks("acme")[0])
     assert sample["status"] in ("Ok", "Error")
+
+
+def test_openssh_client_uploads_and_fetches_its_ack(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    sftp_client = shutil.which("sftp")
+    if sftp_client is None:
+        pytest.skip("OpenSSH sftp client not installed")
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key_path = tmp_path / "acme_key"
+    key_path.write_bytes(key.export_private_key())
+    key_path.chmod(0o600)
+    public = key.export_public_key().decode().strip()
+    port = _free_port()
+    daemon = Daemon(tmp_path / "data", extra=f'[partners.acme.sftp]\nauthorized_keys = ["{public}"]\n')
+    config = daemon.data_dir / "gateway.toml"
+    config.write_text(
+        config.read_text().replace("[sftp]\nenabled = false", f"[sftp]\nenabled = true\nport = {port}")
+    )
+    work = tmp_path / "partner"
+    work.mkdir()
+    (work / "invoice.xml").write_bytes(make_ubl(lines=2, number="OSSH-1"))
+
+    def batch(commands: str) -> subprocess.CompletedProcess[str]:
+        (work / "batch").write_text(commands)
+        return subprocess.run(
+            [sftp_client, "-b", "batch", "-i", str(key_path), "-P", str(port), "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "acme@127.0.0.1"],
+            cwd=work, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    with daemon as d:
+        d.start()
+        upload = batch("put invoice.xml /in/invoice.xml\n")
+        assert upload.returncode == 0, upload.stderr
+        wait_for(lambda: bool(d.acks_for("invoice.xml", "acme")), 60, "the ack of the OpenSSH upload", d)
+        ack_name = d.acks_for("invoice.xml", "acme")[0].name
+        download = batch(f"get /out/{ack_name} ack.xml\nrm /out/{ack_name}\n")
+        assert download.returncode == 0, download.stderr
+        assert d.stop() == 0
+    ack = read_ack(work / "ack.xml")
+    assert ack["status"] == "Ok" and ack["flow_status"] == "IN_INTEGRE"
+    assert not d.acks("acme")
