@@ -101,3 +101,32 @@ def test_file_names_that_are_not_utf8_or_very_long_are_answered(tmp_path: Path) 
     assert len((name + ".part").encode()) <= 255 and name.endswith(f".{taken.flow_id}.ack.json")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / name).write_bytes(b"{}")  # the file system accepts it
+
+
+def test_names_of_255_bytes_are_claimed_and_recorded(tmp_path: Path) -> None:
+    """The claim keeps the name in a per-flow directory: no ENAMETOOLONG whatever the name's length."""
+    intake, store = _intake(tmp_path)
+    name = "a" * 251 + ".xml"
+    taken = intake.take("acme", _drop(tmp_path, name))
+    assert taken is not None and taken.filename == name
+    assert [f["filename"] for f in list_flows(store)] == [name]
+    assert not list((tmp_path / "claims" / "acme").iterdir())
+
+
+def test_take_bytes_is_durable_and_recovered_like_a_file(tmp_path: Path) -> None:
+    intake, store = _intake(tmp_path)
+    taken = intake.take_bytes("acme", b"<b/>", "../../etc/.passwd", "api")
+    assert taken.filename == "../../etc/.passwd"  # shown as given; never used as a path
+    flow = get_flow_detail(store, taken.flow_id)
+    assert flow is not None and flow["flow"]["source"] == "api" and flow["flow"]["size"] == 4
+    claims = tmp_path / "claims" / "acme"
+    # crash after the data was durable, before the row: recovered under the same flow id
+    (claims / "20261124T000000000Z-bbbbbbbbbb").mkdir()
+    (claims / "20261124T000000000Z-bbbbbbbbbb" / "c.xml").write_bytes(b"<c/>")
+    # crash while the bytes were being written: nothing was confirmed, the temporary file goes
+    (claims / "20261124T000000000Z-cccccccccc").mkdir()
+    (claims / "20261124T000000000Z-cccccccccc" / ".incoming").write_bytes(b"<c")
+    assert intake.recover() == 1
+    assert not list(claims.iterdir())
+    assert get_flow_detail(store, "20261124T000000000Z-bbbbbbbbbb") is not None
+    assert get_flow_detail(store, "20261124T000000000Z-cccccccccc") is None

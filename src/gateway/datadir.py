@@ -2,7 +2,7 @@
 
 <data dir>/gateway.toml          configuration (written, commented, on first start)
 <data dir>/gateway.db            SQLite store (WAL) unless store.url says otherwise
-<data dir>/spool/claim/<partner>/<flow id>__<file>   files taken from in/, until their flow row is committed
+<data dir>/spool/claim/<partner>/<flow id>/<file>   files taken from in/, until their flow row is committed
 <data dir>/spool/tmp/            blobs being written
 <data dir>/spool/blobs/ab/cd/<sha256>   content-addressed copies of every flow
 <data dir>/partners/<id>/in/     where a partner drops files (locally or over SFTP)

@@ -1,9 +1,14 @@
 """Crash-safe intake (architecture.md): claim by rename, blob with fsync, commit the flow row, release.
 
-1. rename(in/f, spool/claim/<partner>/<flow id>__f)   — the file is ours, no one else takes it
+1. rename(in/f, spool/claim/<partner>/<flow id>/f)   — the file is ours, no one else takes it
 2. copy into the content-addressed blob store while hashing, fsync, publish by rename
 3. one transaction: the RECEIVED flow row + its event (duplicates point at their original)
 4. only then delete the claim file. `recover()` redoes 2–4 for claims a crash left behind.
+
+The claim keeps the partner's file name as it was in in/ (so it fits wherever the original fitted)
+inside a directory named by the flow id: claim names never grow with the partner's name length.
+Doors that receive bytes rather than a file (HTTP API, AS2) write them to the claim directory with
+`take_bytes` (temporary name, fsync, rename) and then follow the same steps.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from pathlib import Path
 
 import structlog
 
+from gateway.fsutil import fsync_dir
 from gateway.model import ReasonCode
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Store, new_flow_id
 from gateway.telemetry.metrics import Metrics
 
-CLAIM_SEPARATOR = "__"
+LEGACY_CLAIM_SEPARATOR = "__"  # claims of versions before 0.2: spool/claim/<partner>/<flow id>__<file>
+BYTES_CLAIM_TEMP = ".incoming"
 
 
 @dataclass(frozen=True)
@@ -59,14 +66,31 @@ class Intake:
         """Claim `path` and record it as a flow; None if another taker got there first."""
         with self._lock:
             flow_id = new_flow_id()
-            claim_dir = self.claims_dir / partner
-            claim_dir.mkdir(parents=True, exist_ok=True)
-            claim = claim_dir / f"{flow_id}{CLAIM_SEPARATOR}{path.name}"
+            claim_dir = self.claims_dir / partner / flow_id
+            claim_dir.mkdir(parents=True)
+            claim = claim_dir / path.name
             try:
                 os.rename(path, claim)
             except FileNotFoundError:
+                claim_dir.rmdir()
                 return None
         return self._record(flow_id, partner, claim, path.name, source)
+
+    def take_bytes(self, partner: str, data: bytes, filename: str, source: str) -> TakenFlow:
+        """Record `data` received by a door that holds bytes (API, AS2); durable when this returns."""
+        name = safe_claim_name(filename)
+        flow_id = new_flow_id()
+        claim_dir = self.claims_dir / partner / flow_id
+        claim_dir.mkdir(parents=True)
+        temp = claim_dir / BYTES_CLAIM_TEMP
+        with temp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        claim = claim_dir / name
+        os.rename(temp, claim)  # recovery only trusts complete claims
+        fsync_dir(claim_dir)
+        return self._record(flow_id, partner, claim, filename, source)
 
     def _record(self, flow_id: str, partner: str, claim: Path, raw_name: str, source: str) -> TakenFlow:
         filename = display_name(raw_name)
@@ -90,7 +114,7 @@ class Intake:
             worker=self.worker_name,
             refused_reason=refused,
         )
-        claim.unlink(missing_ok=True)
+        self._remove_claim(claim)
         self.metrics.flows_received.labels(partner, source).inc()
         self.metrics.flow_bytes.observe(size)
         self.log.info(
@@ -114,17 +138,49 @@ class Intake:
         """Finish the claims a crash left behind; returns how many were recorded now."""
         recovered = 0
         for partner_dir in sorted(p for p in self.claims_dir.iterdir() if p.is_dir()):
-            for claim in sorted(partner_dir.iterdir()):
-                flow_id, sep, filename = claim.name.partition(CLAIM_SEPARATOR)
-                if not sep or not filename:
-                    self.log.warning("unknown file in claims left alone", path=str(claim))
+            for entry in sorted(partner_dir.iterdir()):
+                found = self._claim_in(entry)
+                if found is None:
                     continue
+                flow_id, claim, filename = found
                 if self.store.flow_exists(flow_id):
-                    claim.unlink(missing_ok=True)  # committed before the crash; only the delete was missing
+                    self._remove_claim(claim)  # committed before the crash; only the delete was missing
                     continue
                 self._record(flow_id, partner_dir.name, claim, filename, "recovered")
                 recovered += 1
         return recovered
+
+    def _remove_claim(self, claim: Path) -> None:
+        claim.unlink(missing_ok=True)
+        if claim.parent.parent.parent == self.claims_dir:  # <claims>/<partner>/<flow id>/<file>
+            claim.parent.rmdir()
+
+    def _claim_in(self, entry: Path) -> tuple[str, Path, str] | None:
+        """(flow id, claim file, file name) of one claim entry, or None when there is nothing to redo."""
+        if entry.is_dir():
+            files = [f for f in entry.iterdir() if f.name != BYTES_CLAIM_TEMP]
+            if not files:  # crashed before the rename (or a bytes door before its data was durable)
+                for leftover in entry.iterdir():
+                    leftover.unlink(missing_ok=True)
+                entry.rmdir()
+                return None
+            if len(files) > 1:
+                self.log.warning("claim directory with several files left alone", path=str(entry))
+                return None
+            return entry.name, files[0], files[0].name
+        flow_id, sep, filename = entry.name.partition(LEGACY_CLAIM_SEPARATOR)
+        if not sep or not filename:
+            self.log.warning("unknown file in claims left alone", path=str(entry))
+            return None
+        return flow_id, entry, filename
+
+
+def safe_claim_name(filename: str) -> str:
+    """A file name given by a remote (HTTP, AS2) made safe to create: no path, no dot-file, ≤ 200 bytes."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1].lstrip(".").replace("\x00", "") or "flow"
+    while len(os.fsencode(name)) > 200:
+        name = name[:-1]
+    return name
 
 
 def display_name(name: str) -> str:
