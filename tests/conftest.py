@@ -26,7 +26,9 @@ def _reset_pg(url: str) -> None:
 
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS flow_events, invoices, flows, schema_version CASCADE"))
+        # every table of every version (and Alembic's own): the test database belongs to the tests
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
 
 
