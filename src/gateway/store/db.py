@@ -280,7 +280,7 @@ class Store:
                     select(FlowRow.duplicate_of, FlowRow.id).where(FlowRow.id == flow_id)
                 ).first()
                 if existing is not None:
-                    return existing.duplicate_of
+                    return str(existing.duplicate_of) if existing.duplicate_of else None
                 original = None
                 if sha256 is not None:
                     original = conn.execute(
