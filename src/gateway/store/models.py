@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -143,6 +144,34 @@ class SchemaVersionRow(Base):
 
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     applied_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- directory: recipient directory (issue 17; domain.md §5, chorus-reference.md §4) ---
+class DirectoryEntryRow(Base):
+    """One directory line: a legal unit (SIREN), a facility (SIRET) or a SIRET's routing code.
+
+    `line_key` = "SIREN/SIRET/routing code" (empty parts for coarser lines) is the upsert key: a unique
+    string, since unique indexes do not compare NULLs. `services_json` = [{"code","name","active"}, …].
+    """
+
+    __tablename__ = "directory_entries"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    line_key: Mapped[str] = mapped_column(String(130), unique=True)
+    siren: Mapped[str] = mapped_column(String(9), index=True)
+    siret: Mapped[str | None] = mapped_column(String(14), index=True)
+    routing_code: Mapped[str | None] = mapped_column(String(100), index=True)
+    addressing_id: Mapped[str | None] = mapped_column(String(125), index=True)
+    name: Mapped[str] = mapped_column(String(150), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    service_code_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    engagement_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    service_or_engagement_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    services_json: Mapped[str] = mapped_column(Text, default="[]")
+    partner: Mapped[str | None] = mapped_column(String(64))
+    syntax: Mapped[str] = mapped_column(String(8), default="same")
+    source: Mapped[str] = mapped_column(String(16))  # csv | json
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 # --- delivery: the transactional outbox (acks, deliveries, and every other thing that leaves later) ---
