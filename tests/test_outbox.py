@@ -132,7 +132,9 @@ def test_lost_lease_is_reported_and_the_row_is_sent_again(store: Store) -> None:
     now = utcnow()
     stale = outbox.claim("dead-worker", 1, now=now)
     assert stale is not None
-    again = outbox.claim("w2", 60, now=now + timedelta(seconds=10))  # the lease expired: another worker takes it
+    again = outbox.claim(
+        "w2", 60, now=now + timedelta(seconds=10)
+    )  # the lease expired: another worker takes it
     assert again is not None and again.id == row_id and again.attempts == 2
     assert not outbox.mark_sent(stale, "dead-worker", "late")
     assert outbox.mark_failed(stale, "dead-worker", "late", RetryPolicy()) == "lost"

@@ -14,10 +14,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from gateway.store.outbox import OutboxItem
+from gateway.store.outbox import OutboxItem
+
+__all__ = [
+    "OutboxItem",
+    "PermanentSinkError",
+    "Sink",
+    "SinkFactory",
+    "SinkResolver",
+    "TransientSinkError",
+    "UnknownSinkError",
+]
 
 
 @runtime_checkable
