@@ -83,7 +83,8 @@ class DeliveryWorker:
         except Exception as exc:  # noqa: BLE001 - a sink bug or an I/O error: retried, never fatal
             error = f"{type(exc).__name__}: {exc}"
         else:
-            if self.outbox.mark_sent(item, self.worker, receipt, after=[self._after_sent, *self.sent_hooks]):
+            hooks = [self._after_sent, *self.sent_hooks]
+            if self.outbox.mark_sent(item, self.worker, receipt, now=now, after=hooks):
                 self._count(item, "sent")
                 log.info("outbox row sent", receipt=receipt)
             else:
@@ -91,7 +92,7 @@ class DeliveryWorker:
             return True
         policy = self.ack_policy if item.kind == "ack" else self.policy
         outcome = self.outbox.mark_failed(
-            item, self.worker, error, policy, permanent=permanent, on_dead=[self._after_dead]
+            item, self.worker, error, policy, permanent=permanent, now=now, on_dead=[self._after_dead]
         )
         if outcome != "lost":
             self._count(item, "retry" if outcome == "retry" else "dead")
