@@ -19,6 +19,7 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.store.models import DirectoryEntryRow, InvoiceRow
+from gateway.transforms.directory_file import ParsedDirectory, Rejected
 from gateway.transforms.route import Recipient, Service, issue_year, seller_key
 
 _FIELDS = (
@@ -201,6 +202,53 @@ def addressing_owners(conn: Connection, addressing_ids: Iterable[str]) -> dict[s
         )
         owners.update({r.addressing_id: r.line_key for r in rows})
     return owners
+
+
+@dataclass
+class ImportReport:
+    format: str
+    result: UpsertResult
+    rejected: list[Rejected]
+    applied: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "applied": self.applied,
+            **self.result.to_dict(),
+            "rejected": [r.to_dict() for r in self.rejected],
+        }
+
+
+def import_directory(
+    conn: Connection, parsed: ParsedDirectory, *, now: datetime, replace: bool = False
+) -> ImportReport:
+    """Load parsed lines (inside a transaction). A line whose electronic address already belongs to
+    another line that stays is rejected too. With `replace`, any rejected line aborts the import: the
+    directory is left as it was (a bad line must not silently delete a recipient)."""
+    rejected = list(parsed.rejected)
+    keep: list[Recipient] = []
+    owners = (
+        {}
+        if replace
+        else addressing_owners(conn, (r.addressing_id for r in parsed.recipients if r.addressing_id))
+    )
+    for number, recipient in parsed.lines:
+        owner = owners.get(recipient.addressing_id or "")
+        if owner is not None and owner != recipient.key:
+            rejected.append(
+                Rejected(
+                    number,
+                    f"addressing identifier {recipient.addressing_id} belongs to directory line {owner}",
+                )
+            )
+            continue
+        keep.append(recipient)
+    rejected.sort(key=lambda r: (r.line is None, r.line or 0, r.where))
+    if replace and rejected:
+        return ImportReport(parsed.format, UpsertResult(), rejected, applied=False)
+    result = upsert_entries(conn, keep, source=parsed.format, now=now, replace=replace)
+    return ImportReport(parsed.format, result, rejected, applied=True)
 
 
 class AcceptedInvoices:
