@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.store.models import DirectoryEntryRow, InvoiceRow
@@ -120,7 +120,7 @@ class DirectoryStore:
         return [_recipient(r) for r in self.conn.execute(stmt)]
 
     def count(self) -> int:
-        return len(self.conn.execute(select(DirectoryEntryRow.id)).all())
+        return int(self.conn.execute(select(func.count()).select_from(DirectoryEntryRow)).scalar_one())
 
 
 @dataclass
