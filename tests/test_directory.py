@@ -358,6 +358,7 @@ def test_store_import_and_lookups(store: Store) -> None:
         routing = d.by_siret("98765432400019", "SERV-01")
         assert routing is not None and routing.routing_code == "SERV-01"
         assert d.by_siret("98765432400019", "NOPE") is None
+        assert d.siret_known("98765432400019") and not d.siret_known("98765432400027")
         assert d.by_addressing_id("987654324") == commune
         seller = d.by_siren("123456782")
         assert seller is not None and seller.syntax == "ubl"

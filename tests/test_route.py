@@ -44,6 +44,9 @@ class MemoryDirectory:
         self.calls.append(f"siren:{siren}")
         return next((r for r in self.lines if r.siren == siren and r.siret is None), None)
 
+    def siret_known(self, siret: str) -> bool:
+        return any(r.siret == siret for r in self.lines)
+
 
 @dataclass
 class Accepted:
@@ -133,6 +136,12 @@ def test_unknown_routing_code_is_a_routing_error_221() -> None:
     d = decide(summary(buyer_routing_code="CR-404"))
     assert_rejected(d, ROUTAGE_ERR, "CR-404", "BT-46", "0224", SIRET, status="221")
     assert d.recipient == FACILITY and d.details["field"] == "BT-46"
+
+
+def test_unknown_routing_code_of_a_siret_known_only_by_its_routing_codes() -> None:
+    d = decide(summary(buyer_routing_code="CR-404"), ROUTING, LEGAL_UNIT)
+    assert_rejected(d, ROUTAGE_ERR, "CR-404", status="221")
+    assert d.recipient is None
 
 
 def test_routing_code_for_a_siret_without_line_falls_back_to_siren() -> None:
@@ -324,3 +333,15 @@ def test_decision_is_pure_and_repeatable() -> None:
     first = route_invoice(summary(), directory, Accepted())
     second = route_invoice(summary(), directory, Accepted())
     assert first == second
+
+
+def test_decision_to_dict() -> None:
+    routed = decide(summary()).to_dict()
+    assert routed["reason_code"] is None and routed["recipient"]["siret"] == SIRET
+    assert routed["recipient"]["services"][1] == {"code": "SERV-02", "name": "Travaux", "active": False}
+    rejected = decide(summary(buyer_routing_code="X")).to_dict()
+    assert (rejected["reason_code"], rejected["status_code"], rejected["details"]) == (
+        ROUTAGE_ERR,
+        "221",
+        {"field": "BT-46"},
+    )

@@ -5,6 +5,15 @@
 pipeline can decide and record in one transaction. `upsert_entries` loads parsed directory lines
 (gateway.transforms.directory_file): idempotent, and with `replace=True` the lines given become the
 whole directory.
+
+Use in the pipeline's ROUTE stage, in the transaction that records the decisions:
+
+    with store.transaction() as conn:
+        directory, duplicates = DirectoryStore(conn), AcceptedInvoices(conn, exclude_flow=flow.id)
+        for summary in accepted_summaries:          # in the flow's order
+            decision = route_invoice(summary, directory, duplicates)
+            if decision.routed:
+                duplicates.remember_summary(summary)  # a twin later in the same batch is a DOUBLON
 """
 
 from __future__ import annotations
@@ -93,6 +102,9 @@ class DirectoryStore:
 
     def by_siren(self, siren: str) -> Recipient | None:
         return self._one(DirectoryEntryRow.siren == siren, DirectoryEntryRow.siret.is_(None))
+
+    def siret_known(self, siret: str) -> bool:
+        return self._one(DirectoryEntryRow.siret == siret) is not None
 
     def find(self, key: str) -> list[Recipient]:
         """Every line matching `key` as a SIRET, SIREN, routing code or electronic address."""
