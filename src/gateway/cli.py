@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.sftp",
     "gateway.commands.monitor",
     "gateway.commands.deliveries",
+    "gateway.commands.directory",
 )
 
 
