@@ -44,19 +44,23 @@ class SftpSinkConfig(BaseModel):
 
     type: Literal["sftp"] = "sftp"
     host: str = Field(min_length=1, description="remote server host name or address")
-    port: int = Field(22, ge=1, le=65535)
+    port: int = Field(default=22, ge=1, le=65535)
     username: str = Field(min_length=1)
     known_hosts: str = Field(
         min_length=1, description="OpenSSH known_hosts file holding the server's host key (required)"
     )
-    private_key: str = Field("", description="private key file for public-key authentication")
-    private_key_passphrase: SecretStr | None = Field(None, description="passphrase of an encrypted key")
-    password: SecretStr | None = Field(
-        None, description="password authentication (if no key, or as fallback)"
+    private_key: str = Field(default="", description="private key file for public-key authentication")
+    private_key_passphrase: SecretStr | None = Field(
+        default=None, description="passphrase of an encrypted key"
     )
-    remote_dir: str = Field(".", min_length=1, description="remote directory receiving the files")
-    connect_timeout_seconds: float = Field(15.0, gt=0, description="TCP + SSH handshake + authentication")
-    transfer_timeout_seconds: float = Field(300.0, gt=0, description="upload + rename + size check")
+    password: SecretStr | None = Field(
+        default=None, description="password authentication (if no key, or as fallback)"
+    )
+    remote_dir: str = Field(default=".", min_length=1, description="remote directory receiving the files")
+    connect_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="TCP + SSH handshake + authentication"
+    )
+    transfer_timeout_seconds: float = Field(default=300.0, gt=0, description="upload + rename + size check")
 
     @model_validator(mode="after")
     def _some_credentials(self) -> SftpSinkConfig:
