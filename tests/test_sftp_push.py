@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -196,6 +198,47 @@ def test_concurrent_senders_share_the_sink(sshd: SshdHarness) -> None:
         list(pool.map(lambda kv: sink.send(item(kv[0], kv[1]), kv[1]), payloads.items()))
     assert sshd.files() == payloads
     assert sink.connections_opened == 1
+
+
+def test_connect_timeout_is_transient(sshd: SshdHarness) -> None:
+    """The listener frozen (SIGSTOP): TCP connects, no SSH banner comes; the attempt ends in time."""
+    sink = sink_for(sshd, connect_timeout_seconds=1)
+    assert sshd.process is not None
+    os.kill(sshd.process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransientSinkError, match="cannot connect"):
+            sink.send(item("T-1.xml", b"t"), b"t")
+        assert time.monotonic() - started < 5
+    finally:
+        os.kill(sshd.process.pid, signal.SIGCONT)
+    sink.send(item("T-1.xml", b"t"), b"t")
+    assert sshd.files() == {"T-1.xml": b"t"}
+
+
+def test_transfer_timeout_is_transient(sshd: SshdHarness) -> None:
+    """The server side of a kept connection frozen mid-way: the delivery fails in time, the next one
+    gets a new connection."""
+    sink = sink_for(sshd, transfer_timeout_seconds=1)
+    sink.send(item("S-1.xml", b"s"), b"s")
+    frozen = sshd.session_pids()
+    assert frozen
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransientSinkError, match="timed out"):
+            sink.send(item("S-2.xml", b"s2"), b"s2")
+        assert time.monotonic() - started < 5
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + 10  # the resumed session sees its connection closed and ends
+    while set(frozen) & set(sshd.session_pids()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sink.send(item("S-2.xml", b"s2"), b"s2")
+    assert sink.connections_opened == 2
+    assert sshd.files() == {"S-1.xml": b"s", "S-2.xml": b"s2"}
 
 
 def test_works_from_inside_a_running_event_loop(sshd: SshdHarness) -> None:
