@@ -1,7 +1,8 @@
 """What the recipient gets: an invoice as received, in the syntax its directory entry asks for (pure).
 
 `format_for_recipient(received, target, base_name, converter)` takes the bytes of ONE invoice as the
-gateway received it (UBL or CII XML, or a Factur-X PDF) and the recipient's `syntax` column
+gateway received it (UBL or CII XML, or a Factur-X PDF; for a ZIP batch the entry's bytes; for a flat
+file the CII the gateway made of it) and the recipient's `syntax` column
 (`same` | `ubl` | `cii` | `facturx`, issue 17) and returns the bytes and the file name to deliver:
 
 | received \\ target | same            | ubl                  | cii                   | facturx              |
