@@ -7,13 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import GatewayConfig, WorkersConfig
-from gateway.outbound.local_dir import FolderSink
+from gateway.config import DeliveryConfig, GatewayConfig, WorkersConfig
+from gateway.outbound.base import SinkResolver
+from gateway.outbound.local_dir import FolderDeliverySink
+from gateway.runtime.delivery import DeliveryWorker
 from gateway.runtime.intake import Intake
 from gateway.runtime.pipeline import Pipeline
+from gateway.runtime.routing import Router
 from gateway.statemachine import FlowState
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Store
+from gateway.store.outbox import Outbox
 from gateway.store.queries import get_flow_detail
 from gateway.telemetry.metrics import Metrics
 from gateway.transforms.identify import Identifier
@@ -44,8 +48,14 @@ class World:
         self.blobs = BlobStore(tmp / "blobs", tmp / "tmp")
         self.metrics = Metrics()
         self.intake = Intake(self.store, self.blobs, tmp / "claims", 10_000_000, "t", self.metrics)
-        self.pipeline = Pipeline(self.config, self.store, self.blobs, lambda _p: FolderSink(tmp / "out"),
-                                 Identifier(), engine, self.metrics, "w1")  # fmt: skip
+        self.pipeline = Pipeline(self.config, self.store, self.blobs, Identifier(), engine, self.metrics, "w1",
+                                 router=Router(self.config))  # fmt: skip
+        self.sinks = SinkResolver()
+        self.sinks.register_prefix("partner:", lambda _p: FolderDeliverySink(tmp / "out"))
+        self.outbox = Outbox(self.store, self.blobs)
+        self.delivery = DeliveryWorker(
+            self.store, self.outbox, self.sinks, DeliveryConfig(), self.metrics, "d1"
+        )
 
     def drop(self, name: str, data: bytes) -> str:
         (self.tmp / "in" / name).write_bytes(data)
@@ -54,8 +64,17 @@ class World:
         return taken.flow_id
 
     def run_once(self, now: datetime | None = None) -> FlowState | None:
+        """One flow through the pipeline, then every due outbox row through its sink."""
         flow = self.store.claim_next("w1", 300, now=now)
-        return None if flow is None else self.pipeline.process(flow)
+        state = None if flow is None else self.pipeline.process(flow)
+        self.deliver(now)
+        return state
+
+    def deliver(self, now: datetime | None = None) -> int:
+        sent = 0
+        while self.delivery.run_once(now=now):
+            sent += 1
+        return sent
 
     def acks(self) -> list[Path]:
         return sorted((self.tmp / "out").glob("*.ack.xml"))
