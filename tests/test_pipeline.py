@@ -56,7 +56,7 @@ class World:
         self.metrics = Metrics()
         self.intake = Intake(self.store, self.blobs, tmp / "claims", 10_000_000, "t", self.metrics)
         self.pipeline = Pipeline(self.config, self.store, self.blobs, Identifier(), engine, self.metrics, "w1",
-                                 router=Router(self.config))  # fmt: skip
+                                 router=Router(self.config, self.blobs))  # fmt: skip
         self.sinks = SinkResolver()
         self.sinks.register_prefix(
             "partner:",
@@ -198,7 +198,7 @@ def test_route_delivers_known_recipients_and_rejects_the_others(
     assert ack["status"] == "Ok" and ack["flow_status"] == "IN_INTEGRE_PARTIEL"
     assert sorted(ack["reasons"]) == ["DEST_INC", "REJ_CONT_B2G"]
     delivered = sorted((tmp_path / "partners" / "buyer" / "out").iterdir())
-    assert [p.name for p in delivered] == [f"{flow_id}-001-R-1.xml"]
+    assert [p.name for p in delivered] == [f"{flow_id}_001_R-1.xml"]
     assert b"CrossIndustryInvoice" in delivered[0].read_bytes()  # in the recipient's syntax (cii)
     detail = get_flow_detail(world.store, flow_id)
     assert detail["flow"]["state"] == "DELIVERED"

@@ -12,40 +12,32 @@ before routing existed (validate and answer).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from gateway.config import GatewayConfig
 from gateway.model import Identification, InvoiceDocument, Syntax
+from gateway.store.blobs import BlobStore
 from gateway.store.db import FlowSnapshot
 from gateway.store.directory import AcceptedInvoices, DirectoryStore
-from gateway.store.models import InvoiceRow
+from gateway.store.models import DirectoryEntryRow, InvoiceRow
 from gateway.store.outbox import enqueue
 from gateway.transforms.ack_build import INVOICE_ACCEPTED, INVOICE_REJECTED
-from gateway.transforms.convert import ConversionError, Converter
+from gateway.transforms.convert import Converter
+from gateway.transforms.delivery_format import (
+    DeliveredDocument,
+    DeliveryFormatError,
+    delivery_base_name,
+    format_for_recipient,
+)
 from gateway.transforms.route import Recipient, RouteDecision, route_invoice
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-MAX_NUMBER_IN_NAME = 64
-UBL_SYNTAXES = (Syntax.UBL_INVOICE, Syntax.UBL_CREDITNOTE)
 
 # Called in the route transaction for every decision (the lifecycle helper records 213 / 221 here).
 DecisionHook = Callable[[Connection, int, RouteDecision], None]
-
-
-@dataclass(frozen=True)
-class DeliveryDocument:
-    """What is delivered for one invoice: inline bytes, or a stored blob (a Factur-X PDF as received)."""
-
-    payload: bytes | None
-    payload_sha256: str | None
-    extension: str  # xml | pdf
-    syntax: str  # ubl | cii | facturx
 
 
 @dataclass
@@ -55,33 +47,27 @@ class RoutingResult:
     deliveries: list[int] = field(default_factory=list)  # outbox row ids
 
 
-def delivery_name(flow_id: str, seq: int, number: str | None, extension: str) -> str:
-    """Deterministic: the same invoice always gets the same name (a re-send overwrites, never adds)."""
-    safe = _UNSAFE.sub("_", number or "").strip("._")[:MAX_NUMBER_IN_NAME]
-    return f"{flow_id}-{seq:03d}" + (f"-{safe}" if safe else "") + f".{extension}"
-
-
 def delivery_document(
-    doc: InvoiceDocument, target: str, flow_syntax: str | None, flow_sha256: str | None, converter: Converter
-) -> DeliveryDocument:
-    """The invoice in the recipient's syntax: same | ubl | cii | facturx (issue 17 §3).
+    doc: InvoiceDocument,
+    seq: int,
+    target: str,
+    flow: FlowSnapshot,
+    blobs: BlobStore,
+    converter: Converter,
+) -> tuple[DeliveredDocument, bool]:
+    """The invoice in the recipient's syntax (transforms/delivery_format.py), under a deterministic name
+    (`<flow id>_<seq>_<invoice number>`: the same invoice always gets the same name, a re-send overwrites).
 
-    A Factur-X PDF (the flow itself) is delivered as the PDF for `same` and `facturx`, as its embedded
-    CII for `cii`, converted to UBL for `ubl`. XML invoices are converted CII ⇄ UBL as asked; `facturx`
-    for an XML invoice delivers its CII (the gateway does not render PDFs).
-    """
-    is_pdf = doc.container == "pdf" and flow_syntax == Syntax.FACTURX_PDF.value and flow_sha256 is not None
-    if is_pdf and target in ("same", "facturx"):
-        return DeliveryDocument(None, flow_sha256, "pdf", "facturx")
-    is_ubl = doc.syntax in UBL_SYNTAXES
+    Returns (document, is the flow's own blob): a Factur-X PDF delivered as received is sent from the
+    blob store instead of being copied into the outbox row."""
+    from_pdf = doc.container == "pdf" and flow.values.get("syntax") == Syntax.FACTURX_PDF.value
+    received = blobs.read(flow.sha256) if from_pdf and flow.sha256 else doc.xml
+    base = delivery_base_name(flow.id, f"{seq:03d}", doc.summary.number or "")
     try:
-        if target == "ubl" and not is_ubl:
-            return DeliveryDocument(converter.cii_to_ubl(doc.xml), None, "xml", "ubl")
-        if target in ("cii", "facturx") and is_ubl:
-            return DeliveryDocument(converter.ubl_to_cii(doc.xml), None, "xml", "cii")
-    except ConversionError as exc:  # the gateway's converter failed: not the sender's fault, retried
-        raise RuntimeError(f"cannot convert {doc.item} to {target}: {exc.message}") from None
-    return DeliveryDocument(doc.xml, None, "xml", "ubl" if is_ubl else "cii")
+        document = format_for_recipient(received, target, base, converter)
+    except DeliveryFormatError as exc:  # the gateway's conversion failed: not the sender's fault, retried
+        raise RuntimeError(f"cannot deliver {doc.item} as {target}: {exc}") from None
+    return document, from_pdf and document.data is received
 
 
 class Router:
@@ -90,10 +76,12 @@ class Router:
     def __init__(
         self,
         config: GatewayConfig,
+        blobs: BlobStore,
         converter: Converter | None = None,
         decision_hooks: Sequence[DecisionHook] = (),
     ) -> None:
         self.config = config
+        self.blobs = blobs
         self.converter = converter or Converter()
         self.decision_hooks = list(decision_hooks)
 
@@ -112,9 +100,9 @@ class Router:
         documents: Callable[[], Identification],
     ) -> RoutingResult | None:
         """Route every accepted invoice row of `flow`; None when routing is off (empty directory)."""
+        if conn.execute(select(DirectoryEntryRow.id).limit(1)).first() is None:
+            return None  # no directory loaded: routing is off
         directory = DirectoryStore(conn)
-        if directory.count() == 0:
-            return None
         duplicates = AcceptedInvoices(conn, exclude_flow=flow.id)
         result = RoutingResult()
         for row in invoices:
@@ -141,16 +129,16 @@ class Router:
             duplicates.remember_summary(summary)
             recipient = decision.recipient
             doc = documents().invoices[row["seq"] - 1]
-            document = delivery_document(
-                doc, recipient.syntax, flow.values.get("syntax"), flow.sha256, self.converter
+            document, as_blob = delivery_document(
+                doc, row["seq"], recipient.syntax, flow, self.blobs, self.converter
             )
             row_id = enqueue(
                 conn,
                 kind="delivery",
                 sink=self.sink_id(recipient),
-                remote_name=delivery_name(flow.id, row["seq"], row.get("number"), document.extension),
-                payload=document.payload,
-                payload_sha256=document.payload_sha256,
+                remote_name=document.filename,
+                payload=None if as_blob else document.data,
+                payload_sha256=flow.sha256 if as_blob else None,
                 flow_id=flow.id,
                 invoice_id=int(row["id"]),
                 meta={
@@ -158,6 +146,8 @@ class Router:
                     "recipient_name": recipient.name,
                     "matched_by": decision.matched_by,
                     "syntax": document.syntax,
+                    "media_type": document.media_type,
+                    "note": document.note,
                     "number": row.get("number"),
                     "partner": flow.partner,
                 },

@@ -98,7 +98,7 @@ class Gateway:
             validator,
             self.metrics,
             self.worker_name,
-            router=router or Router(config),
+            router=router or Router(config, self.blobs),
         )
         # Delivery: the outbox, its sinks, and a wake-up set after every commit that enqueued rows.
         self.sinks = sinks or build_sinks(data_dir, config)
