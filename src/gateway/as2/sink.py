@@ -89,7 +89,9 @@ class As2Sink:
         message: Any = Message(sender=self.station.organization, receiver=self.station.lib_partner(
             self.entry, sending=True))  # fmt: skip
         left = hashlib.sha256(f"{item.id}:{item.remote_name}".encode()).hexdigest()[:24]
-        content_type = "application/xml" if item.remote_name.endswith(".xml") else "application/octet-stream"
+        # binary transfer: the partner gets the acknowledgement byte for byte (text types would be
+        # canonicalized to CRLF line ends on the way)
+        content_type = "application/octet-stream"
         message.build(payload, filename=item.remote_name, content_type=content_type,
                       message_id=f"ack-{item.id}-{left}", subject="Flow acknowledgement",
                       disposition_notification_to=self.station.as2_id)  # fmt: skip
