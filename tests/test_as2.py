@@ -54,6 +54,7 @@ class Setup:
     metrics: Metrics
     station: As2Station
     service: As2Service
+    receiver: As2Receiver
 
     def rows(self) -> list[Any]:
         with self.store.reader() as conn:
@@ -85,9 +86,10 @@ def make_setup(root: Path, store_url: str, **partner: Any) -> Setup:
     intake = Intake(store, blobs, root / "claims", 10_000_000, "test-worker", metrics)
     (root / "claims").mkdir(exist_ok=True)
     station = As2Station(config.as2, config, root)
-    service = As2Service(As2Receiver(station, intake, store, metrics), config.as2)
+    receiver = As2Receiver(station, intake, store, metrics)
+    service = As2Service(receiver, config.as2)
     service.start()
-    return Setup(f"http://127.0.0.1:{service.port}/as2", store, blobs, metrics, station, service)
+    return Setup(f"http://127.0.0.1:{service.port}/as2", store, blobs, metrics, station, service, receiver)
 
 
 @pytest.fixture
@@ -347,3 +349,44 @@ def test_keygen_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     org = Organization(as2_name="GW", sign_key=key.read_bytes() + cert.read_bytes())  # pyas2lib loads it
     assert org.sign_key is not None
     assert keys("gateway").cert_pem.startswith(b"-----BEGIN CERTIFICATE-----")
+
+
+def test_take_failure_answers_an_error_and_takes_nothing(as2: Setup, tmp_path: Path) -> None:
+    """The intake cannot write (here: its claims directory is a file): no "processed" MDN, the partner
+    resends later, and the Message-ID is not marked as taken."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_bytes(b"")
+    intake = as2.receiver.intake
+    good_claims = intake.claims_dir
+    intake.claims_dir = blocker
+    message = PartnerStation().build(INVOICE, "x.xml", sign=True, encrypt=True, compress=False)
+    answer = post(as2.url, message)
+    fields = mdn_fields(answer.content, answer.headers)
+    assert fields["Disposition"].endswith("processed/Error: unexpected-processing-error")
+    assert as2.flows() == [] and as2.rows()[0].result == "unexpected-processing-error"
+    intake.claims_dir = good_claims
+    again = post(as2.url, message)  # the resend is taken: the failure did not mark the Message-ID
+    assert check_mdn(message, again.headers, again.content) == ("processed", None)
+    assert len(as2.flows()) == 1
+
+
+def test_async_error_mdn_goes_through_the_outbox(tmp_path: Path) -> None:
+    receiver = Receiver()
+    try:
+        setup = make_setup(tmp_path, f"sqlite:///{tmp_path / 'g.db'}", mdn_mode="async",
+                           mdn_url=f"{receiver.url}/mdn")  # fmt: skip
+        sinks = SinkResolver()
+        sinks.register_prefix("as2:", lambda p: As2Sink(setup.station, setup.station.by_partner[p], 10))
+        message = PartnerStation(encrypt_to="someone-else", mdn_url="http://x").build(
+            INVOICE, "a.xml", sign=True, encrypt=True, compress=False, mdn="ASYNC"
+        )
+        assert post(setup.url, message).status_code == 200
+        _deliver_all(setup, sinks)
+        [got] = receiver.received
+        assert mdn_fields(got.body, got.headers)["Disposition"].endswith("processed/Error: decryption-failed")
+        assert check_mdn(message, got.headers, got.body)[0].startswith("processed/Error")  # signed by us
+        assert setup.flows() == []
+        setup.service.stop()
+        setup.store.close()
+    finally:
+        receiver.close()
