@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import paramiko
@@ -18,9 +19,32 @@ from gateway.inbound.sftp_server import SftpPartner, SftpServer
 from gateway.telemetry.metrics import Metrics
 
 
+class ManualClock:
+    """A Clock the test moves: `advance(seconds)` instead of sleeping."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self._now = start
+        self._monotonic = 1000.0
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds
+        self._monotonic += seconds
+
+
 class Harness:
     def __init__(
-        self, base: Path, auths: dict[str, SftpPartnerAuth], logger: object = None, **config: object
+        self,
+        base: Path,
+        auths: dict[str, SftpPartnerAuth],
+        logger: object = None,
+        server_options: dict[str, Any] | None = None,  # clock, lockouts, password_verifier, write_at
+        **config: object,
     ) -> None:
         self.base = base
         self.metrics = Metrics()
@@ -30,7 +54,15 @@ class Harness:
         partners = {pid: SftpPartner(pid, self.roots[pid], auth) for pid, auth in auths.items()}
         self.config = SftpServerConfig(port=0, **config)  # type: ignore[arg-type]
         self.host_key = base / "data" / "ssh_host_ed25519_key"
-        self.server = SftpServer(self.config, partners, self.host_key, self._on_upload, self.metrics, logger)
+        self.server = SftpServer(
+            self.config,
+            partners,
+            self.host_key,
+            self._on_upload,
+            self.metrics,
+            logger,
+            **(server_options or {}),
+        )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

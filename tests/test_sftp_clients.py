@@ -21,7 +21,7 @@ from structlog.testing import LogCapture
 from gateway.inbound.sftp_config import SftpPartnerAuth
 from gateway.inbound.sftp_server import hash_password
 
-from sftp_harness import Account, Harness, make_account
+from sftp_harness import Account, Harness, ManualClock, make_account
 
 SFTP_CLIENT = shutil.which("sftp")
 PASSWORD = "correct horse battery staple"
@@ -291,6 +291,7 @@ def test_wrong_key_wrong_password_unknown_user(gateway: Harness, accounts) -> No
 
 
 def test_lockout_after_repeated_failures(make_harness, accounts) -> None:
+    clock = ManualClock()
     harness = make_harness(
         {
             "beta": SftpPartnerAuth(
@@ -298,7 +299,8 @@ def test_lockout_after_repeated_failures(make_harness, accounts) -> None:
             )
         },
         max_login_failures=3,
-        lockout_seconds=3.0,
+        lockout_seconds=300.0,
+        server_options={"clock": clock},
     )
     for _ in range(3):
         with pytest.raises(paramiko.AuthenticationException):
@@ -307,7 +309,7 @@ def test_lockout_after_repeated_failures(make_harness, accounts) -> None:
         with pytest.raises(paramiko.AuthenticationException):
             connect(harness, "beta", **kwargs)  # right credentials, but the address is locked out
     assert harness.metric("gateway_sftp_logins_total", result="locked_out") == 2
-    time.sleep(3.1)
+    clock.advance(301)
     client, sftp = connect(harness, "beta", password=PASSWORD)
     assert sftp.listdir("/") == ["in", "out"]
     client.close()
@@ -647,6 +649,7 @@ def test_max_connections_refuses_before_the_handshake(make_harness, accounts) ->
         {"acme": SftpPartnerAuth(authorized_keys=[accounts["acme"].public_line])},
         logger=logger,
         max_connections=3,
+        max_unauthenticated=3,  # all three may be unauthenticated: this test is about max_connections
     )
     idle = [raw_connection(harness) for _ in range(3)]  # never authenticate: they count all the same
     try:
