@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -130,3 +131,29 @@ def make_account(directory: Path, name: str) -> Account:
     return Account(
         path, paramiko.Ed25519Key.from_private_key_file(str(path)), key.export_public_key().decode()
     )
+
+
+def raw_connection(harness: Harness, source: str = "127.0.0.1") -> socket.socket:
+    return socket.create_connection(("127.0.0.1", harness.port), timeout=10, source_address=(source, 0))
+
+
+def read_banner(sock: socket.socket) -> bytes:
+    """The server's SSH version line: proof that it accepted (and counts) the connection."""
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(256)
+        assert chunk, f"closed before the banner ({data!r})"
+        data += chunk
+    return data
+
+
+def read_until_closed(sock: socket.socket, timeout: float) -> bytes:
+    """Everything the server sends until it closes the connection (fails if it stays open)."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(4096):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data

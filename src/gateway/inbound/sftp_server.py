@@ -30,6 +30,7 @@ import contextlib
 import os
 import secrets
 from collections.abc import Callable, Mapping
+from errno import EADDRINUSE
 from pathlib import Path
 from typing import Any
 
@@ -253,9 +254,12 @@ class SftpServer:
                 keepalive_count_max=3,
             )
         except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            hint = (
+                " (another gateway or SSH server uses it? see [sftp] port)" if exc.errno == EADDRINUSE else ""
+            )
             raise SftpStartError(
-                f"SFTP server cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}"
-                " (is another gateway or SSH server using that port? set [sftp] port)"
+                f"SFTP server cannot listen on {self.config.host}:{self.config.port}: {reason}{hint}"
             ) from None
         self.log.info(
             "sftp.listening",
