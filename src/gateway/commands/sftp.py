@@ -75,4 +75,3 @@ def run_fingerprint(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     return 0
-
