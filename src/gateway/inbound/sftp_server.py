@@ -229,9 +229,14 @@ class SftpServer:
             self.log.info("sftp.host_key_generated", path=str(self._host_key_path))
         self.host_key_fingerprint = str(key.get_fingerprint("sha256"))
         if self._lockouts is not None:
-            restored = self.limiter.restore(await asyncio.to_thread(self._lockouts.load, self.clock.now()))
-            if restored:
-                self.log.info("sftp.lockouts_restored", count=restored)
+            try:
+                stored = await asyncio.to_thread(self._lockouts.load, self.clock.now())
+            except Exception:  # noqa: BLE001 - e.g. a database not migrated yet: lockouts stay in memory
+                self.log.exception("sftp.lockouts_not_restored")
+            else:
+                restored = self.limiter.restore(stored)
+                if restored:
+                    self.log.info("sftp.lockouts_restored", count=restored)
         for partner_id, partner in self._partners.items():
             area = PartnerArea(partner, self.config, self.clock)
             stale = area.remove_stale_temps()
