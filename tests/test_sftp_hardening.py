@@ -365,6 +365,7 @@ def test_eviction_spares_the_lighter_address() -> None:
 # ---- item 11: refusals take as long as a wrong password ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_refused_attempts_run_the_password_check_too(make_harness, accounts) -> None:
     verified: list[str] = []
 
