@@ -197,3 +197,19 @@ class OutboxRow(Base):
     receipt: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_outbox_work", "state", "next_attempt_at"),)
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- sftp: login lockouts (issue 16 item 8), kept across restarts ---
+class LoginLockoutRow(Base):
+    """A running lockout: `username` "" = password logins of every user from `address`."""
+
+    __tablename__ = "login_lockouts"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)  # "sftp"
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), primary_key=True)
+    locked_until: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    failures: Mapped[int] = mapped_column(Integer)
