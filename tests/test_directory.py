@@ -7,12 +7,15 @@ import argparse
 import copy
 import json
 import re
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+from sqlalchemy import select
 
 from gateway import cli
 from gateway.commands import directory as directory_cmd
@@ -20,6 +23,7 @@ from gateway.datadir import DataDir
 from gateway.statemachine import FlowState
 from gateway.store.db import InvoiceRecord, Store, new_flow_id
 from gateway.store.directory import AcceptedInvoices, DirectoryStore, import_directory, upsert_entries
+from gateway.store.models import AcceptedInvoiceKeyRow
 from gateway.transforms.directory_file import (
     CSV_COLUMNS,
     DirectoryFileError,
@@ -470,8 +474,64 @@ def test_accepted_invoices(store: Store) -> None:
         assert not acc.already_accepted(key, "F-2", "2025")  # rejected ones do not count
         assert not AcceptedInvoices(conn, exclude_flow=first).already_accepted(key, "F-1", "2025")
         assert AcceptedInvoices(conn, statuses=("rejected",)).already_accepted(key, "F-2", "2025")
-        acc.remember_summary({"number": "F-3", "issue_date": "2025-12-31", "seller_siret": "12345678200028"})
+        assert acc.remember_summary(
+            {"number": "F-3", "issue_date": "2025-12-31", "seller_siret": "12345678200028"}
+        )
         assert acc.already_accepted(key, "F-3", "2025")  # same legal unit, earlier in the batch
+
+
+def test_record_keeps_one_invoice_per_seller_number_year(store: Store) -> None:
+    twin = {"number": "F-9", "issue_date": "2025-06-01", "seller_siren": "123456782"}
+    key = ("siren:123456782", "F-9", "2025")
+    with store.transaction() as conn:
+        first = AcceptedInvoices(conn, exclude_flow="flow-A")
+        assert not first.already_accepted(*key)
+        assert first.record(twin)
+        assert first.already_accepted(*key)  # a twin later in the same batch
+        assert first.record(twin)  # recording again under the same flow is harmless
+        assert first.record({"number": "F-9"})  # nothing to key on: not recorded, not refused
+    with store.transaction() as conn:
+        assert AcceptedInvoices(conn).already_accepted(*key)
+        assert not AcceptedInvoices(conn, exclude_flow="flow-A").already_accepted(*key)  # a replayed flow
+        other = AcceptedInvoices(conn, exclude_flow="flow-B")
+        assert other.already_accepted(*key) and other.record(twin) is False
+    with store.transaction() as conn:
+        rolled = AcceptedInvoices(conn, exclude_flow="flow-C")
+        assert rolled.record({**twin, "number": "F-10"})
+        conn.rollback()  # the routing transaction failed: its keys go with it
+    with store.reader() as conn:
+        assert not AcceptedInvoices(conn).already_accepted("siren:123456782", "F-10", "2025")
+
+
+def test_concurrent_twins_only_one_is_accepted(store: Store) -> None:
+    """Two flows carrying the same invoice, routed at the same time: the second waits for the first
+    commit (SQLite write lock, PostgreSQL unique index) and is refused."""
+    twin = {"number": "T-1", "issue_date": "2025-06-01", "seller_siren": "123456782"}
+    outcome: dict[str, Any] = {}
+
+    def second() -> None:
+        try:
+            with store.transaction() as conn:
+                outcome["recorded"] = AcceptedInvoices(conn, exclude_flow="flow-B").record(twin)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=second)
+    with store.transaction() as conn:
+        assert AcceptedInvoices(conn, exclude_flow="flow-A").record(twin)
+        thread.start()
+        if not store.is_sqlite:  # hold the commit until the second insert waits on the unique index
+            deadline = time.monotonic() + 30
+            with store.engine.connect() as probe:
+                while not probe.exec_driver_sql("SELECT count(*) FROM pg_locks WHERE NOT granted").scalar():
+                    assert time.monotonic() < deadline and thread.is_alive(), outcome
+                    time.sleep(0.01)
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert outcome == {"recorded": False}
+    with store.reader() as conn:
+        holders = conn.execute(select(AcceptedInvoiceKeyRow.flow_id)).scalars().all()
+    assert holders == ["flow-A"]
 
 
 # -- the sample directory routes the demo invoices ---------------------------------------------------------------
