@@ -604,6 +604,9 @@ def data_dir(tmp_path: Path, store_url: str) -> Path:
     text, count = re.subn(r'(?m)^url = ""', f'url = "{store_url}"', text)
     assert count == 1
     dd.config_file.write_text(text)
+    store = Store(store_url)
+    store.migrate()  # as `gateway db upgrade` does; the directory commands only check the schema
+    store.close()
     return dd.root
 
 
