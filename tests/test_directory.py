@@ -467,12 +467,15 @@ def test_accepted_invoices(store: Store) -> None:
     key = seller_key(seller)
     assert key == "siren:123456782"
     with store.reader() as conn:
-        acc = AcceptedInvoices(conn)
+        assert not AcceptedInvoices(conn).already_accepted(key, "F-1", "2025")  # rows alone: not by default
+        acc = AcceptedInvoices(conn, statuses=("accepted",))
         assert acc.already_accepted(key, "F-1", "2025")
         assert not acc.already_accepted(key, "F-1", "2026")
         assert not acc.already_accepted("siren:732829320", "F-1", "2025")
         assert not acc.already_accepted(key, "F-2", "2025")  # rejected ones do not count
-        assert not AcceptedInvoices(conn, exclude_flow=first).already_accepted(key, "F-1", "2025")
+        assert not AcceptedInvoices(conn, exclude_flow=first, statuses=("accepted",)).already_accepted(
+            key, "F-1", "2025"
+        )
         assert AcceptedInvoices(conn, statuses=("rejected",)).already_accepted(key, "F-2", "2025")
         assert acc.remember_summary(
             {"number": "F-3", "issue_date": "2025-12-31", "seller_siret": "12345678200028"}
@@ -501,6 +504,19 @@ def test_record_keeps_one_invoice_per_seller_number_year(store: Store) -> None:
         conn.rollback()  # the routing transaction failed: its keys go with it
     with store.reader() as conn:
         assert not AcceptedInvoices(conn).already_accepted("siren:123456782", "F-10", "2025")
+
+
+def test_twins_validated_before_routing_do_not_block_each_other(store: Store) -> None:
+    """Invoice rows say "accepted" from validation on; routing decides which twin is the duplicate."""
+    twin = {"number": "W-1", "issue_date": "2025-06-01", "seller_siren": "123456782"}
+    flow_a = _flow_with_invoices(store, [(twin, "accepted")])
+    flow_b = _flow_with_invoices(store, [(twin, "accepted")])
+    key = ("siren:123456782", "W-1", "2025")
+    with store.transaction() as conn:
+        routing_a = AcceptedInvoices(conn, exclude_flow=flow_a)
+        assert not routing_a.already_accepted(*key) and routing_a.record(twin)
+    with store.transaction() as conn:
+        assert AcceptedInvoices(conn, exclude_flow=flow_b).already_accepted(*key)
 
 
 def test_concurrent_twins_only_one_is_accepted(store: Store) -> None:

@@ -267,10 +267,12 @@ def import_directory(
 class AcceptedInvoices:
     """The `DuplicateCheck` protocol: invoices already accepted, by seller, number and year.
 
-    Looks in `accepted_invoice_keys` (written by `record`) and in the `invoices` table (rows with a
-    status in `statuses`, e.g. accepted before this table existed). `exclude_flow` is the flow being
-    routed: its own earlier rows (a replayed flow) never make it a duplicate of itself, and `record`
-    writes its keys under that flow id.
+    The truth is `accepted_invoice_keys`, written by `record` when an invoice is routed. Invoice rows
+    are not looked at by default: a row may say "accepted" (validated) before its flow is routed, and two
+    twins waiting for routing must not make each other duplicates. `statuses` (e.g. ("accepted",)) adds
+    a look at the `invoices` table — for rows accepted before this table existed. `exclude_flow` is the
+    flow being routed: its own earlier keys (a replayed flow) never make it a duplicate of itself, and
+    `record` writes its keys under that flow id.
     """
 
     def __init__(
@@ -278,7 +280,7 @@ class AcceptedInvoices:
         conn: Connection,
         *,
         exclude_flow: str | None = None,
-        statuses: Sequence[str] = ("accepted",),
+        statuses: Sequence[str] = (),
     ) -> None:
         self.conn = conn
         self.exclude_flow = exclude_flow
@@ -338,6 +340,8 @@ class AcceptedInvoices:
         holder = self._key_holder(seller[:160], number[:128], year)
         if holder is not None and holder != self.exclude_flow:
             return True
+        if not self.statuses:
+            return False
         stmt = select(InvoiceRow.summary_json).where(
             InvoiceRow.number == number, InvoiceRow.status.in_(self.statuses)
         )
