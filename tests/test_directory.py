@@ -288,6 +288,73 @@ def test_built_extract_validates_and_imports(line_schema: jsonschema.Draft7Valid
     assert parsed.recipients[5].name == "Ville" and parsed.recipients[5].siret is None
 
 
+@pytest.fixture(scope="module")
+def search_schemas() -> dict[str, jsonschema.Draft7Validator]:
+    if not SCHEMA_FILE.exists():
+        pytest.skip(f"{SCHEMA_FILE} not found")
+    spec = json.loads(SCHEMA_FILE.read_text())
+    return {
+        name: jsonschema.Draft7Validator(
+            {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+        )
+        for name in (
+            "sirenSearchPost200Response",
+            "siretSearchPost200Response",
+            "routingCodeSearchPost200Response",
+        )
+    }
+
+
+def test_siren_siret_and_routing_code_search_answers(
+    search_schemas: dict[str, jsonschema.Draft7Validator],
+) -> None:
+    """The other Directory Service search answers load too: their own fields sit at the top level."""
+    sirens = extract(
+        {
+            "siren": "987654324",
+            "businessName": "Commune de Test",
+            "entityType": "Public",
+            "administrativeStatus": "A",
+        },
+        {"siren": "552081317", "businessName": "Fermée", "entityType": "Public", "administrativeStatus": "C"},
+    )
+    facility = afnor_line("98765432400019")["facility"]
+    facility["b2gAdditionalData"]["serviceCodeStatus"] = True
+    facility["legalUnit"] = {"siren": "987654324", "businessName": "Commune de Test"}
+    sirets = extract(facility)
+    routing = {
+        "routingIdentifier": "R-9", "siret": "98765432400019", "routingIdentifierType": "0224",
+        "routingCodeName": "Marchés", "managesLegalCommitmentCode": True, "administrativeStatus": "A",
+        "legalUnit": {"siren": "987654324"}, "facility": {"siret": "98765432400019", "siren": "987654324"},
+    }  # fmt: skip
+    routings = extract(routing)
+    for name, doc in (
+        ("sirenSearchPost200Response", sirens),
+        ("siretSearchPost200Response", sirets),
+        ("routingCodeSearchPost200Response", routings),
+    ):
+        assert list(search_schemas[name].iter_errors(doc)) == [], name
+    both = parse_directory_json(json.dumps(sirens).encode(), partner="buyer")
+    assert [(r.key, r.name, r.active) for r in both.recipients] == [
+        ("987654324//", "Commune de Test", True),
+        ("552081317//", "Fermée", False),
+    ]
+    one = parse_directory_json(json.dumps(sirets).encode()).recipients[0]
+    assert (one.key, one.name, one.service_code_required) == (
+        "987654324/98765432400019/",
+        "Établissement 98765432400019",
+        True,
+    )
+    code = parse_directory_json(json.dumps(routings).encode()).recipients[0]
+    assert (code.key, code.name, code.engagement_required, code.active) == (
+        "987654324/98765432400019/R-9", "Marchés", True, True)  # fmt: skip
+    # one file may mix them: the facility gets its routing codes as services
+    mixed = parse_directory_json(json.dumps(extract(facility, routing)).encode())
+    assert mixed.recipients[0].services == (Service("R-9", "Marchés", True),)
+    routing["administrativeStatus"] = "C"
+    assert parse_directory_json(json.dumps(routings).encode()).recipients[0].active is False
+
+
 def test_json_bad_entries_have_line_numbers(line_schema: jsonschema.Draft7Validator) -> None:
     bad_luhn = afnor_line("98765432400018")
     other_siren = afnor_line("98765432400027", facility={"siren": "732829320"})
