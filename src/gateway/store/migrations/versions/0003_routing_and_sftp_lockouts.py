@@ -1,8 +1,8 @@
-"""recipient directory and outbox
+"""directory, outbox, login lockouts, invoice keys
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-12-02 17:36:26.981225
+Create Date: 2026-12-02 17:39:12.566613
 """
 
 from __future__ import annotations
@@ -19,6 +19,22 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "accepted_invoice_keys",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("seller_key", sa.String(length=160), nullable=False),
+        sa.Column("number", sa.String(length=128), nullable=False),
+        sa.Column("year", sa.String(length=4), nullable=False),
+        sa.Column("flow_id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("accepted_invoice_keys", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_accepted_invoice_keys_flow_id"), ["flow_id"], unique=False)
+        batch_op.create_index("uq_accepted_invoice_keys", ["seller_key", "number", "year"], unique=True)
+
     op.create_table(
         "directory_entries",
         sa.Column(
@@ -49,6 +65,18 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_directory_entries_routing_code"), ["routing_code"], unique=False)
         batch_op.create_index(batch_op.f("ix_directory_entries_siren"), ["siren"], unique=False)
         batch_op.create_index(batch_op.f("ix_directory_entries_siret"), ["siret"], unique=False)
+
+    op.create_table(
+        "login_lockouts",
+        sa.Column("scope", sa.String(length=16), nullable=False),
+        sa.Column("address", sa.String(length=64), nullable=False),
+        sa.Column("username", sa.String(length=128), nullable=False),
+        sa.Column("locked_until", UTCDateTime(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("scope", "address", "username"),
+    )
+    with op.batch_alter_table("login_lockouts", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_login_lockouts_locked_until"), ["locked_until"], unique=False)
 
     op.create_table(
         "outbox",
@@ -89,6 +117,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_outbox_flow_id"))
 
     op.drop_table("outbox")
+    with op.batch_alter_table("login_lockouts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_login_lockouts_locked_until"))
+
+    op.drop_table("login_lockouts")
     with op.batch_alter_table("directory_entries", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_directory_entries_siret"))
         batch_op.drop_index(batch_op.f("ix_directory_entries_siren"))
@@ -96,3 +128,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_directory_entries_addressing_id"))
 
     op.drop_table("directory_entries")
+    with op.batch_alter_table("accepted_invoice_keys", schema=None) as batch_op:
+        batch_op.drop_index("uq_accepted_invoice_keys")
+        batch_op.drop_index(batch_op.f("ix_accepted_invoice_keys_flow_id"))
+
+    op.drop_table("accepted_invoice_keys")
