@@ -136,7 +136,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 # -- monitoring -----------------------------------------------------------------------------------
-def open_store(data_dir: Path) -> Any:
+def open_store(data_dir: Path, *, create: bool = False) -> Any:
+    """The data dir's store, at this gateway's schema: never migrated here.
+
+    `create`: a command that writes (directory import) may create the schema of an empty database,
+    as a first `gateway run` would; an older schema always waits for `gateway db upgrade`.
+    """
     from gateway.datadir import DataDir
     from gateway.store.db import Store
 
@@ -144,7 +149,9 @@ def open_store(data_dir: Path) -> Any:
     if not dd.config_file.exists():
         raise ConfigError(f"{dd.config_file}: no configuration here; is --data-dir right?")
     store = Store(dd.database_url(dd.load_config()))
-    store.check_schema()  # read-only commands never migrate
+    if create and store.current_revision() is None:
+        store.migrate()
+    store.check_schema()
     return store
 
 
