@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +25,8 @@ from gateway.statemachine import WORKABLE_STATES, FlowState
 from gateway.store.models import Base, FlowEventRow, FlowRow, InvoiceRow, SchemaVersionRow
 
 SCHEMA_VERSION = 1
+# conn.info key set by store/outbox.py `enqueue`: `transaction()` runs `after_outbox_commit` hooks.
+OUTBOX_ENQUEUED_FLAG = "gateway_outbox_enqueued"
 
 
 def utcnow() -> datetime:
@@ -144,6 +146,8 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        # Called after a transaction that enqueued outbox rows has committed (wakes delivery workers).
+        self.after_outbox_commit: list[Callable[[], None]] = []
 
     def close(self) -> None:
         self.engine.dispose()
@@ -163,7 +167,15 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
-            yield conn
+            try:
+                yield conn
+            except BaseException:
+                conn.info.pop(OUTBOX_ENQUEUED_FLAG, None)
+                raise
+            enqueued = conn.info.pop(OUTBOX_ENQUEUED_FLAG, False)
+        if enqueued:  # committed: wake the delivery workers (side effects after the commit)
+            for hook in self.after_outbox_commit:
+                hook()
 
     # -- intake -----------------------------------------------------------------------------------
     def record_received(
