@@ -44,6 +44,23 @@ def build_gateway(data_dir: DataDir) -> Gateway:
             rule_packs=rule_pack_versions(data_dir.rules),
         )
         gateway.extra_services.insert(0, monitoring)
+    if config.api.enabled:
+        from gateway.api.server import ApiServer
+
+        gateway.extra_services.append(
+            ApiServer(
+                config,
+                gateway.store,
+                gateway.intake,
+                gateway.blobs,
+                lambda partner: data_dir.outbox(config, partner),
+                root=data_dir.root,
+            )
+        )
+    from gateway.config import exposure_warnings
+
+    for warning in exposure_warnings(config):
+        gateway.log.warning("exposed listener", warning=warning)
     if config.sftp.enabled:
         from gateway.runtime.sftp_service import SftpService
 

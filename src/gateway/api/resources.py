@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -86,7 +86,9 @@ def flow_profile(identified: str | None, declared: str | None) -> str:
     return declared or "Undefined"
 
 
-def flow_syntax(identified: str | None, declared: str | None, invoice_syntaxes: Iterable[str], name: str) -> str:
+def flow_syntax(
+    identified: str | None, declared: str | None, invoice_syntaxes: Iterable[str], name: str
+) -> str:
     if identified in SYNTAXES:
         return SYNTAXES[identified]
     for syntax in invoice_syntaxes:
@@ -107,7 +109,7 @@ def iso(value: datetime) -> str:
 
 
 def flow_resource(
-    flow: Mapping[str, Any], info: Mapping[str, Any] | None, invoices: list[Mapping[str, Any]]
+    flow: Mapping[str, Any], info: Mapping[str, Any] | None, invoices: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
     """The `Flow` object of the standard for one flow row, its declared info and its invoice rows."""
     info = info or {}
@@ -116,9 +118,7 @@ def flow_resource(
     syntax = flow_syntax(
         identified, info.get("flow_syntax"), (i.get("syntax") or "" for i in invoices), flow["filename"]
     )
-    if status == "Pending" and identified is None:
-        flow_type = "Undefined"
-    elif identified in (None, "unknown") and not invoices:
+    if status == "Pending" and identified is None or identified in (None, "unknown") and not invoices:
         flow_type = "Undefined"
     else:
         flow_type = "SupplierInvoiceLC" if syntax in LIFECYCLE_SYNTAXES else "CustomerInvoice"
@@ -178,7 +178,7 @@ def _base_query() -> Select[Any]:
     ).outerjoin(ApiFlowInfoRow, ApiFlowInfoRow.flow_id == FlowRow.id)
 
 
-def _split(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def _split(row: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
     data = dict(row)
     info_keys = ("tracking_id", "info_name", "flow_syntax", "flow_profile", "processing_rule")
     info = {k: data.pop(k) for k in info_keys}

@@ -31,8 +31,9 @@ class FlowServiceSpec:
 
     @cached_property
     def _registry(self) -> Registry[Any]:
-        resource: Resource[Any] = Resource(contents=self.document, specification=DRAFT7)
-        return Registry().with_resource(SPEC_URI, resource)
+        resource: Resource[Any] = DRAFT7.create_resource(self.document)
+        registry: Registry[Any] = Registry().with_resource(SPEC_URI, resource)
+        return registry
 
     def schema(self, name: str) -> dict[str, Any]:
         schema: dict[str, Any] = self.document["components"]["schemas"][name]

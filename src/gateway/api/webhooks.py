@@ -92,7 +92,13 @@ def signature(signing_key: str, body: bytes, timestamp: int) -> str:
 
 
 def verify(
-    signing_key: str, body: bytes, timestamp: str, signed: str, *, tolerance: int = 300, now: float | None = None
+    signing_key: str,
+    body: bytes,
+    timestamp: str,
+    signed: str,
+    *,
+    tolerance: int = 300,
+    now: float | None = None,
 ) -> bool:
     """What a receiver does: the signature matches and the timestamp is recent (no replay of old events)."""
     if not timestamp.isdigit() or abs((now or time.time()) - int(timestamp)) > tolerance:
