@@ -99,7 +99,13 @@ class ApiProblem(Exception):
 
 
 class BodyTooLarge(Exception):
-    pass
+    """A body over its route's limit: 413 for a deposit; 400 elsewhere (the standard documents 413 only
+    for POST /v1/flows)."""
+
+    def __init__(self, limit: int, deposit: bool) -> None:
+        super().__init__(f"request body over {limit} bytes")
+        self.status = 413 if deposit else 400
+        self.code = "FILE_SIZE_EXCEEDED" if deposit else "REQUEST_TOO_LARGE"
 
 
 def problem_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -119,7 +125,8 @@ class BodyLimit:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             await self.app(scope, receive, send)
             return
-        limit = self.flow_limit + MULTIPART_OVERHEAD if scope["path"] == "/v1/flows" else JSON_BODY_LIMIT
+        deposit = scope["path"] == "/v1/flows"
+        limit = self.flow_limit + MULTIPART_OVERHEAD if deposit else JSON_BODY_LIMIT
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = headers.get("request-id", "")
         extra: list[tuple[bytes, bytes]] = [
@@ -137,7 +144,8 @@ class BodyLimit:
 
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            response = problem_response(413, "FILE_SIZE_EXCEEDED", f"request body over {limit} bytes")
+            refused = BodyTooLarge(limit, deposit)
+            response = problem_response(refused.status, refused.code, str(refused))
             await response(scope, receive, send_with_headers)
             return
         received = 0
@@ -148,7 +156,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge(f"request body over {limit} bytes")
+                    raise BodyTooLarge(limit, deposit)
             return message
 
         await self.app(scope, limited_receive, send_with_headers)
@@ -185,7 +193,7 @@ class FlowServiceApi:
             except ApiProblem as exc:
                 return problem_response(exc.status, exc.code, exc.message, exc.headers)
             except BodyTooLarge as exc:
-                return problem_response(413, "FILE_SIZE_EXCEEDED", str(exc))
+                return problem_response(exc.status, exc.code, str(exc))
 
         return endpoint
 

@@ -55,12 +55,11 @@ def create_token(conn: Connection, partner: str, label: str = "") -> tuple[int, 
 
 
 def list_tokens(conn: Connection, partner: str | None = None) -> list[TokenInfo]:
-    stmt = select(ApiTokenRow).order_by(ApiTokenRow.id)
+    stmt = select(ApiTokenRow.__table__).order_by(ApiTokenRow.id)
     if partner:
         stmt = stmt.where(ApiTokenRow.partner == partner)
     return [
-        TokenInfo(r.id, r.partner, r.prefix, r.label, r.created_at, r.revoked_at)
-        for r in conn.execute(stmt).scalars()
+        TokenInfo(r.id, r.partner, r.prefix, r.label, r.created_at, r.revoked_at) for r in conn.execute(stmt)
     ]
 
 

@@ -118,7 +118,7 @@ def check_callback_url(url: str, *, https_only: bool) -> None:
         raise WebhookError(f"callbackUrl: at most {MAX_URL_LENGTH} characters")
 
 
-def _webhook(row: WebhookRow) -> Webhook:
+def _webhook(row: Any) -> Webhook:
     return Webhook(
         row.id, row.partner, row.callback_url, row.signing_key, json.loads(row.filters_json), row.created_at
     )
@@ -154,17 +154,17 @@ def create_webhook(
 
 def list_webhooks(conn: Connection, partner: str) -> list[Webhook]:
     rows = conn.execute(
-        select(WebhookRow)
+        select(WebhookRow.__table__)
         .where(WebhookRow.partner == partner, WebhookRow.deleted_at.is_(None))
         .order_by(WebhookRow.created_at, WebhookRow.id)
-    ).scalars()
+    )
     return [_webhook(r) for r in rows]
 
 
 def get_webhook(conn: Connection, webhook_id: str) -> Webhook | None:
     row = conn.execute(
-        select(WebhookRow).where(WebhookRow.id == webhook_id, WebhookRow.deleted_at.is_(None))
-    ).scalar()
+        select(WebhookRow.__table__).where(WebhookRow.id == webhook_id, WebhookRow.deleted_at.is_(None))
+    ).first()
     return _webhook(row) if row is not None else None
 
 
