@@ -18,7 +18,6 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from api_contract import Contract
 from gateway.api.server import ApiServer
 from gateway.api.tokens import create_token, revoke_token
 from gateway.config import parse_config
@@ -28,6 +27,8 @@ from gateway.store.blobs import BlobStore
 from gateway.store.db import Store
 from gateway.store.models import ApiFlowInfoRow, FlowRow
 from gateway.telemetry.metrics import Metrics
+
+from api_contract import Contract
 
 MAX_BYTES = 50_000
 CONTRACT = Contract()
