@@ -205,6 +205,7 @@ class OutboxRow(Base):
 
     __table_args__ = (Index("ix_outbox_work", "state", "next_attempt_at"),)
 
+
 # --- api: Flow Service tokens, webhooks and the flow information a partner gave (issue 21) ---
 class ApiTokenRow(Base):
     """A partner's bearer token, kept only as the SHA-256 of a 256-bit random secret."""
