@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from gateway.api import resources, webhooks
-from gateway.api.webhooks import WebhookSink, enqueue_event, signature, verify
+from gateway.api import webhooks
+from gateway.api.webhooks import WebhookSink, enqueue_flow_event, signature, verify, webhook_sink_factory
 from gateway.outbound.base import PermanentSinkError, TransientSinkError
 from gateway.runtime.intake import Intake
 from gateway.store.blobs import BlobStore
@@ -130,15 +130,12 @@ def test_acknowledgement_event_reaches_the_receiver_signed(
                 .where(FlowRow.id == taken.flow_id)
                 .values(ack_status="Ok", state="ACKNOWLEDGED")
             )
-            found = resources.event_body(conn, taken.flow_id)
-            assert found is not None
-            partner, body = found
-            assert enqueue_event(conn, partner, "flow.acknowledged", body) == 1
+            assert enqueue_flow_event(conn, taken.flow_id) == 1  # = event_body + enqueue_event
         outbox = Outbox(store)
         item = outbox.claim("worker-1", 60, kinds=["webhook"])
         assert item is not None and item.sink == f"webhook:{hook.id}" and item.flow_id == taken.flow_id
         assert outbox.claim("worker-1", 60, kinds=["webhook"]) is None  # exactly one row
-        sink = WebhookSink(store, timeout_seconds=5)
+        sink = webhook_sink_factory(store, 5)(hook.id)  # what the composition root registers for webhook:
         try:
             receipt = sink.send(item, outbox.payload(item))
         finally:

@@ -207,7 +207,29 @@ def enqueue_event(conn: Connection, partner: str, event_type: str, body: dict[st
     return queued
 
 
+def enqueue_flow_event(conn: Connection, flow_id: str, event_type: str = "flow.acknowledged") -> int:
+    """`enqueue_event` for a flow whose acknowledgement was just recorded in `conn`'s transaction: the
+    body is the flow's `Flow` resource as that transaction sees it. Returns the rows enqueued."""
+    from gateway.api.resources import event_body
+
+    found = event_body(conn, flow_id)
+    if found is None:
+        return 0
+    partner, body = found
+    return enqueue_event(conn, partner, event_type, body)
+
+
 # -- the sink ---------------------------------------------------------------------------------------
+def webhook_sink_factory(store: Store, timeout_seconds: float) -> Callable[[str], WebhookSink]:
+    """For `SinkResolver.register_prefix("webhook:", …)`: one sink serves every webhook id."""
+    sink = WebhookSink(store, timeout_seconds=timeout_seconds)
+
+    def factory(_webhook_id: str) -> WebhookSink:
+        return sink
+
+    return factory
+
+
 class WebhookSink:
     """The `Sink` for `webhook:<id>` rows: signed HTTP POST of the stored event body."""
 
