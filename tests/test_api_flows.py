@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import shutil
+import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -376,3 +379,39 @@ def test_port_in_use_is_a_clear_error(api: Api, tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=f"api: cannot listen on 127.0.0.1:{api.server.port}"):
         start_api(tmp_path / "second", f"sqlite:///{tmp_path / 'second.db'}", port=api.server.port)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_tls_listener(tmp_path: Path) -> None:
+    cert, key = tmp_path / "api.pem", tmp_path / "api.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    api = start_api(tmp_path / "tls", f"sqlite:///{tmp_path / 'tls.db'}", tls_cert_file=str(cert),
+                    tls_key_file=str(key))  # fmt: skip
+    try:
+        url = f"https://127.0.0.1:{api.server.port}"
+        with httpx.Client(
+            base_url=url, verify=ssl.create_default_context(cafile=str(cert)), timeout=20
+        ) as client:
+            assert client.get("/v1/healthcheck").status_code == 200
+            answer = client.post(
+                "/v1/flows/search", json={"where": {"ackStatus": "Ok"}},
+                headers={"Authorization": f"Bearer {api.tokens['demo']}"},
+            )  # fmt: skip
+            assert CONTRACT.check("POST", "/v1/flows/search", answer)["results"] == []
+        with pytest.raises(httpx.HTTPError), httpx.Client(timeout=5) as plain:
+            plain.get(f"http://127.0.0.1:{api.server.port}/v1/healthcheck")
+    finally:
+        api.server.stop()
+        api.store.close()
+
+
+def test_unreadable_tls_files_are_a_clear_error(tmp_path: Path) -> None:
+    from gateway.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot load TLS certificate/key"):
+        start_api(tmp_path, f"sqlite:///{tmp_path / 'g.db'}", tls_cert_file=str(tmp_path / "none.pem"),
+                  tls_key_file=str(tmp_path / "none.key"))  # fmt: skip
