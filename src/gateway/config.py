@@ -83,7 +83,9 @@ class DeliveryConfig(Strict):
     ack_backoff_max_seconds: float = Field(
         60.0, gt=0, description="longest delay between two tries of an acknowledgement (retried forever)"
     )
-    lease_seconds: float = Field(300.0, gt=0, description="a worker's hold on a row while sending it")
+    lease_seconds: float = Field(
+        600.0, gt=0, description="a worker's hold on a row while sending it; longer than the slowest send"
+    )
     poll_interval_seconds: float = Field(2.0, gt=0, description="idle workers look for due rows this often")
 
 
