@@ -9,9 +9,11 @@ a fixture) skips the test with the reason when sshd cannot run here (not install
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -129,7 +131,40 @@ class SshdHarness:
         except OSError:
             return False
 
+    def session_pids(self) -> list[int]:
+        """Processes the running sshd forked for client connections (its descendants, from /proc)."""
+        if self.process is None:
+            return []
+        parents: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        found, frontier = [], [self.process.pid]
+        while frontier:
+            children = [pid for pid, ppid in parents.items() if ppid in frontier]
+            found += children
+            frontier = children
+        return found
+
+    def kill_sessions(self) -> None:
+        """End every client connection (the listener stays): what a server restart does to them."""
+        for pid in self.session_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while self.session_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def accepted_logins(self) -> int:
+        return self.log.read_text(errors="replace").count("Accepted publickey")
+
     def stop(self) -> None:
+        self.kill_sessions()
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:

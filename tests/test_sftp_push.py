@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import signal
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncssh
@@ -23,6 +27,21 @@ from sshd_harness import SshdHarness, running_sshd
 @pytest.fixture
 def sshd(tmp_path: Path) -> Iterator[SshdHarness]:
     yield from running_sshd(tmp_path / "sshd")
+
+
+_OPEN: list[SftpPushSink] = []  # sinks a test built, closed after it (their loop threads end)
+
+
+@pytest.fixture(autouse=True)
+def _close_sinks() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+def track(sink: SftpPushSink) -> SftpPushSink:
+    _OPEN.append(sink)
+    return sink
 
 
 def item(name: str, payload: bytes, attempts: int = 0) -> OutboxItem:
@@ -51,7 +70,7 @@ def sink_for(server: SshdHarness, **overrides: object) -> SftpPushSink:
         "transfer_timeout_seconds": 20,
     }
     fields.update(overrides)
-    return build_sftp_sink(SftpSinkConfig.model_validate(fields))
+    return track(build_sftp_sink(SftpSinkConfig.model_validate(fields)))
 
 
 def test_config_is_strict() -> None:
@@ -123,13 +142,103 @@ def test_unsafe_names_refused(sshd: SshdHarness) -> None:
 
 def test_server_down_then_up(sshd: SshdHarness) -> None:
     sink = sink_for(sshd)
+    sink.send(item("INV-0.xml", b"before"), b"before")  # a kept connection, killed with the server
     sshd.stop()
     with pytest.raises(TransientSinkError, match="cannot connect"):
         sink.send(item("INV-4.xml", b"payload"), b"payload")
-    assert sshd.files() == {}
+    assert sshd.files() == {"INV-0.xml": b"before"}
     sshd.start()
     sink.send(item("INV-4.xml", b"payload", attempts=1), b"payload")
-    assert sshd.files() == {"INV-4.xml": b"payload"}
+    assert sshd.files() == {"INV-0.xml": b"before", "INV-4.xml": b"payload"}
+
+
+def test_connection_kept_between_deliveries(sshd: SshdHarness) -> None:
+    sink = sink_for(sshd)
+    for i in range(3):
+        sink.send(item(f"K-{i}.xml", b"k"), b"k")
+    assert sink.connections_opened == 1 and sshd.accepted_logins() == 1
+    assert sorted(sshd.files()) == ["K-0.xml", "K-1.xml", "K-2.xml"]
+
+
+def test_one_connection_per_delivery_when_idle_close_is_zero(sshd: SshdHarness) -> None:
+    sink = sink_for(sshd, idle_close_seconds=0)
+    for i in range(3):
+        sink.send(item(f"Z-{i}.xml", b"z"), b"z")
+    assert sink.connections_opened == 3
+    deadline = time.monotonic() + 10  # each connection closed after its delivery
+    while sshd.session_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sshd.session_pids() == []
+
+
+def test_idle_connection_closed(sshd: SshdHarness) -> None:
+    sink = sink_for(sshd, idle_close_seconds=0.2)
+    sink.send(item("I-1.xml", b"i"), b"i")
+    deadline = time.monotonic() + 10
+    while sshd.session_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sshd.session_pids() == []
+    sink.send(item("I-2.xml", b"i"), b"i")
+    assert sink.connections_opened == 2
+
+
+def test_dead_kept_connection_replaced_at_once(sshd: SshdHarness) -> None:
+    sink = sink_for(sshd)
+    sink.send(item("D-1.xml", b"one"), b"one")
+    sshd.kill_sessions()  # the server side of the kept connection is gone
+    sink.send(item("D-2.xml", b"two"), b"two")
+    assert sink.connections_opened == 2
+    assert sshd.files() == {"D-1.xml": b"one", "D-2.xml": b"two"}
+
+
+def test_concurrent_senders_share_the_sink(sshd: SshdHarness) -> None:
+    sink = sink_for(sshd)
+    payloads = {f"C-{i}.xml": f"payload {i}".encode() * 1000 for i in range(12)}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda kv: sink.send(item(kv[0], kv[1]), kv[1]), payloads.items()))
+    assert sshd.files() == payloads
+    assert sink.connections_opened == 1
+
+
+def test_connect_timeout_is_transient(sshd: SshdHarness) -> None:
+    """The listener frozen (SIGSTOP): TCP connects, no SSH banner comes; the attempt ends in time."""
+    sink = sink_for(sshd, connect_timeout_seconds=1)
+    assert sshd.process is not None
+    os.kill(sshd.process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransientSinkError, match="cannot connect"):
+            sink.send(item("T-1.xml", b"t"), b"t")
+        assert time.monotonic() - started < 5
+    finally:
+        os.kill(sshd.process.pid, signal.SIGCONT)
+    sink.send(item("T-1.xml", b"t"), b"t")
+    assert sshd.files() == {"T-1.xml": b"t"}
+
+
+def test_transfer_timeout_is_transient(sshd: SshdHarness) -> None:
+    """The server side of a kept connection frozen mid-way: the delivery fails in time, the next one
+    gets a new connection."""
+    sink = sink_for(sshd, transfer_timeout_seconds=1)
+    sink.send(item("S-1.xml", b"s"), b"s")
+    frozen = sshd.session_pids()
+    assert frozen
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransientSinkError, match="timed out"):
+            sink.send(item("S-2.xml", b"s2"), b"s2")
+        assert time.monotonic() - started < 5
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + 10  # the resumed session sees its connection closed and ends
+    while set(frozen) & set(sshd.session_pids()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sink.send(item("S-2.xml", b"s2"), b"s2")
+    assert sink.connections_opened == 2
+    assert sshd.files() == {"S-1.xml": b"s", "S-2.xml": b"s2"}
 
 
 def test_works_from_inside_a_running_event_loop(sshd: SshdHarness) -> None:
@@ -158,7 +267,7 @@ def test_password_login_against_the_gateway_sftp_server(make_harness, tmp_path: 
         remote_dir="/in",
         connect_timeout_seconds=5,
     )
-    SftpPushSink(config).send(item("INV-6.xml", b"by password"), b"by password")
+    track(SftpPushSink(config)).send(item("INV-6.xml", b"by password"), b"by password")
     inbox = harness.roots["acme"] / "in"
     assert {p.name: p.read_bytes() for p in inbox.iterdir()} == {"INV-6.xml": b"by password"}
     harness.wait_for(
@@ -166,7 +275,7 @@ def test_password_login_against_the_gateway_sftp_server(make_harness, tmp_path: 
     )
     bad = config.model_copy(update={"password": SecretStr("wrong")})
     with pytest.raises(PermanentSinkError, match="authentication refused"):
-        SftpPushSink(bad).send(item("INV-7.xml", b"x"), b"x")
+        track(SftpPushSink(bad)).send(item("INV-7.xml", b"x"), b"x")
 
 
 def test_relative_paths_resolve_against_base_dir(sshd: SshdHarness) -> None:
@@ -179,5 +288,5 @@ def test_relative_paths_resolve_against_base_dir(sshd: SshdHarness) -> None:
         private_key=sshd.client_key_path.name,
         remote_dir=str(sshd.upload_dir),
     )
-    build_sftp_sink(config, base).send(item("INV-8.xml", b"rel"), b"rel")
+    track(build_sftp_sink(config, base)).send(item("INV-8.xml", b"rel"), b"rel")
     assert sshd.files() == {"INV-8.xml": b"rel"}

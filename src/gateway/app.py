@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.datadir import DataDir
+from gateway.runtime.delivery import build_sinks
 from gateway.runtime.supervisor import Gateway
 from gateway.telemetry.logging import configure_logging
 from gateway.telemetry.metrics import Metrics
@@ -22,12 +23,16 @@ def build_gateway(data_dir: DataDir) -> Gateway:
     configure_logging(config.log.level, config.log.format, log_file)
     metrics = Metrics()
     validator = ValidationPool(config.validation, data_dir.rules)
+    # Outbox sinks by id: `partner:<id>` and every [sinks.<id>]; other doors register their prefix
+    # (`webhook:`, `as2:`) on this resolver.
+    sinks = build_sinks(data_dir, config)
     gateway = Gateway(
         data_dir,
         config,
         identifier=Identifier(config.identify),
         validator=validator,
         metrics=metrics,
+        sinks=sinks,
     )
     gateway.closers.append(validator.close)
     if config.metrics.enabled:

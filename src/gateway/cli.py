@@ -22,6 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.rules",
     "gateway.commands.sftp",
     "gateway.commands.monitor",
+    "gateway.commands.deliveries",
+    "gateway.commands.directory",
     "gateway.commands.api",
 )
 
@@ -220,10 +222,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if flow is None:
         print(f"no flow {args.flow_id}", file=sys.stderr)
         return 1
-    if flow["state"] != FlowState.QUARANTINED.value:
-        print(f"flow {args.flow_id} is {flow['state']}; only QUARANTINED flows are replayed", file=sys.stderr)
+    # the state is checked again inside the transaction that moves the flow (a worker may hold it)
+    if not store.quarantine_or_replay(
+        args.flow_id, FlowState.RECEIVED, "operator", "replayed by operator", expected=FlowState.QUARANTINED
+    ):
+        state = (queries.get_flow_detail(store, args.flow_id) or {"flow": {"state": "?"}})["flow"]["state"]
+        print(f"flow {args.flow_id} is {state}; only QUARANTINED flows are replayed", file=sys.stderr)
         return 1
-    store.quarantine_or_replay(args.flow_id, FlowState.RECEIVED, "operator", "replayed by operator")
     print(f"flow {args.flow_id} is RECEIVED again; a running gateway takes it")
     return 0
 

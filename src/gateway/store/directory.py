@@ -5,6 +5,15 @@
 pipeline can decide and record in one transaction. `upsert_entries` loads parsed directory lines
 (gateway.transforms.directory_file): idempotent, and with `replace=True` the lines given become the
 whole directory.
+
+Use in the pipeline's ROUTE stage, in the transaction that records the decisions:
+
+    with store.transaction() as conn:
+        directory, duplicates = DirectoryStore(conn), AcceptedInvoices(conn, exclude_flow=flow.id)
+        for summary in accepted_summaries:          # in the flow's order
+            decision = route_invoice(summary, directory, duplicates)
+            if decision.routed:
+                duplicates.remember_summary(summary)  # a twin later in the same batch is a DOUBLON
 """
 
 from __future__ import annotations
@@ -15,10 +24,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.store.models import DirectoryEntryRow, InvoiceRow
+from gateway.transforms.directory_file import ParsedDirectory, Rejected
 from gateway.transforms.route import Recipient, Service, issue_year, seller_key
 
 _FIELDS = (
@@ -93,6 +103,9 @@ class DirectoryStore:
     def by_siren(self, siren: str) -> Recipient | None:
         return self._one(DirectoryEntryRow.siren == siren, DirectoryEntryRow.siret.is_(None))
 
+    def siret_known(self, siret: str) -> bool:
+        return self._one(DirectoryEntryRow.siret == siret) is not None
+
     def find(self, key: str) -> list[Recipient]:
         """Every line matching `key` as a SIRET, SIREN, routing code or electronic address."""
         key = key.strip()
@@ -119,7 +132,7 @@ class DirectoryStore:
         return [_recipient(r) for r in self.conn.execute(stmt)]
 
     def count(self) -> int:
-        return len(self.conn.execute(select(DirectoryEntryRow.id)).all())
+        return int(self.conn.execute(select(func.count()).select_from(DirectoryEntryRow)).scalar_one())
 
 
 @dataclass
@@ -201,6 +214,53 @@ def addressing_owners(conn: Connection, addressing_ids: Iterable[str]) -> dict[s
         )
         owners.update({r.addressing_id: r.line_key for r in rows})
     return owners
+
+
+@dataclass
+class ImportReport:
+    format: str
+    result: UpsertResult
+    rejected: list[Rejected]
+    applied: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "applied": self.applied,
+            **self.result.to_dict(),
+            "rejected": [r.to_dict() for r in self.rejected],
+        }
+
+
+def import_directory(
+    conn: Connection, parsed: ParsedDirectory, *, now: datetime, replace: bool = False
+) -> ImportReport:
+    """Load parsed lines (inside a transaction). A line whose electronic address already belongs to
+    another line that stays is rejected too. With `replace`, any rejected line aborts the import: the
+    directory is left as it was (a bad line must not silently delete a recipient)."""
+    rejected = list(parsed.rejected)
+    keep: list[Recipient] = []
+    owners = (
+        {}
+        if replace
+        else addressing_owners(conn, (r.addressing_id for r in parsed.recipients if r.addressing_id))
+    )
+    for number, recipient in parsed.lines:
+        owner = owners.get(recipient.addressing_id or "")
+        if owner is not None and owner != recipient.key:
+            rejected.append(
+                Rejected(
+                    number,
+                    f"addressing identifier {recipient.addressing_id} belongs to directory line {owner}",
+                )
+            )
+            continue
+        keep.append(recipient)
+    rejected.sort(key=lambda r: (r.line is None, r.line or 0, r.where))
+    if replace and rejected:
+        return ImportReport(parsed.format, UpsertResult(), rejected, applied=False)
+    result = upsert_entries(conn, keep, source=parsed.format, now=now, replace=replace)
+    return ImportReport(parsed.format, result, rejected, applied=True)
 
 
 class AcceptedInvoices:

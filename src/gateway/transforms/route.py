@@ -115,6 +115,16 @@ class RouteDecision:
     def routed(self) -> bool:
         return self.reason_code is None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recipient": self.recipient.to_dict() if self.recipient else None,
+            "reason_code": self.reason_code,
+            "message": self.message,
+            "status_code": self.status_code,
+            "matched_by": self.matched_by,
+            "details": dict(self.details),
+        }
+
 
 class DirectoryLookup(Protocol):
     def by_addressing_id(self, addressing_id: str) -> Recipient | None:
@@ -127,6 +137,10 @@ class DirectoryLookup(Protocol):
 
     def by_siren(self, siren: str) -> Recipient | None:
         """The SIREN-level line (no SIRET) of a legal unit."""
+        ...
+
+    def siret_known(self, siret: str) -> bool:
+        """True when the directory has any line for this SIRET (with or without routing code)."""
         ...
 
 
@@ -200,8 +214,8 @@ def resolve_recipient(
             found = directory.by_siret(siret, routing)
             if found is not None:
                 return found, "siret+routing_code", None
-            facility = directory.by_siret(siret)
-            if facility is not None:
+            if directory.siret_known(siret):
+                facility = directory.by_siret(siret)
                 return (
                     None,
                     None,
