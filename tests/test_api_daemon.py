@@ -20,7 +20,8 @@ import pytest
 from lxml import etree
 
 from api_contract import Contract
-from daemon_harness import Daemon, read_ack
+from api_harness import Receiver, receiver_checks
+from daemon_harness import Daemon, read_ack, wait_for
 from invoice_factory import make_cii, make_ubl
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
@@ -188,3 +189,51 @@ def test_curl_deposit_as_in_the_readme(tmp_path: Path) -> None:
         assert refused.stdout == "401"
         assert len(d.flows()) == 1 and len(d.acks_for("INV-2026-001.xml", "acme")) == 1
         assert d.stop() == 0
+
+
+def test_webhook_receiver_gets_signed_acknowledgement_events(tmp_path: Path) -> None:
+    receiver = Receiver(answers=[503])  # the first call fails: the outbox retries it
+    receiver.start()
+    try:
+        with Daemon(tmp_path / "data", extra=API + "\n[delivery]\nbackoff_base_seconds = 0.2\n") as d:
+            token = cli(d.data_dir, "api", "token", "create", "demo").stdout.strip()
+            d.start()
+            base = f"http://127.0.0.1:{api_port(d)}"
+            with httpx.Client(
+                base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
+            ) as client:
+                created = client.post("/v1/webhooks", json={"callbackUrl": receiver.url})
+                hook = CONTRACT.check("POST", "/v1/webhooks", created)
+                errors_only = client.post("/v1/webhooks", json={"callbackUrl": receiver.url + "/errors",
+                                                                "ackStatus": "Error"})  # fmt: skip
+                CONTRACT.check("POST", "/v1/webhooks", errors_only)
+                ids = {}
+                for name, data in (("ok.xml", make_ubl(lines=1, number="HOOK-1")), ("bad.xml", b"<nope")):
+                    response = client.post("/v1/flows", files={
+                        "file": (name, data, "application/xml"),
+                        "flowInfo": (None, json.dumps({"name": name, "flowSyntax": "UBL"})),
+                    })  # fmt: skip
+                    ids[name] = CONTRACT.check("POST", "/v1/flows", response)["flowId"]
+                # ok.xml → 1 event (the Error-only hook skips it, after one 503 retry); bad.xml → 2 events
+                wait_for(lambda: len(receiver.received) >= 4, 90, "webhook events", d)
+                events: dict[tuple[str, str], dict[str, Any]] = {}
+                for headers, body in receiver.received:
+                    event = json.loads(body)
+                    CONTRACT.validate_component("Flow", event)
+                    events[(headers["x-path"], event["flowId"])] = event
+                    if headers["x-path"].endswith("/gateway"):
+                        receiver_checks(hook["signingKey"], headers, body)
+                    else:
+                        receiver_checks(errors_only.json()["signingKey"], headers, body)
+                    assert headers["gateway-event"] == "flow.acknowledged"
+                main_path = "/hooks/gateway"
+                assert events[(main_path, ids["ok.xml"])]["acknowledgement"] == {"status": "Ok"}
+                assert events[(main_path, ids["bad.xml"])]["acknowledgement"]["status"] == "Error"
+                assert (main_path + "/errors", ids["bad.xml"]) in events
+                assert (main_path + "/errors", ids["ok.xml"]) not in events
+                # what the webhook said is what GET says
+                now = CONTRACT.check("GET", "/v1/flows/{flowId}", client.get(f"/v1/flows/{ids['bad.xml']}"))
+                assert now["acknowledgement"] == events[(main_path, ids["bad.xml"])]["acknowledgement"]
+            assert d.stop() == 0
+    finally:
+        receiver.stop()

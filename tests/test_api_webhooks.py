@@ -4,15 +4,8 @@ signature with its own code (not the gateway's)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,50 +23,9 @@ from gateway.store.outbox import Outbox, OutboxItem
 from gateway.telemetry.metrics import Metrics
 
 from api_contract import Contract
+from api_harness import Receiver, receiver_checks
 
 CONTRACT = Contract()
-
-
-@dataclass
-class Receiver:
-    """A webhook endpoint: records what it gets, answers the next status of `answers` (then 200)."""
-
-    answers: list[int] = field(default_factory=list)
-    delay: float = 0.0
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/gateway"
-
-    def start(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                if receiver.delay:
-                    threading.Event().wait(receiver.delay)
-                status = receiver.answers.pop(0) if receiver.answers else 200
-                self.send_response(status)
-                if 300 <= status < 400:
-                    self.send_header("Location", "http://127.0.0.1:1/elsewhere")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
 
 
 @pytest.fixture
@@ -82,15 +34,6 @@ def receiver() -> Iterator[Receiver]:
     r.start()
     yield r
     r.stop()
-
-
-def receiver_checks(signing_key: str, headers: dict[str, str], body: bytes) -> None:
-    """What a partner's receiver does, written from the standard's text, not with the gateway's code."""
-    timestamp = headers["afnor-signature-timestamp"]
-    assert abs(time.time() - int(timestamp)) < 300  # recent: an old event replayed would be refused
-    fingerprint = hashlib.sha256(body + b"@" + timestamp.encode()).hexdigest()
-    expected = hmac.new(base64.b64decode(signing_key), fingerprint.encode(), hashlib.sha256).digest()
-    assert hmac.compare_digest(base64.b64decode(headers["afnor-signature"]), expected)
 
 
 def make_store(url: str, root: Path) -> tuple[Store, Intake]:

@@ -35,6 +35,10 @@ def build_gateway(data_dir: DataDir) -> Gateway:
         sinks=sinks,
     )
     gateway.closers.append(validator.close)
+    from gateway.api.webhooks import webhook_sink_factory
+
+    # webhook:<id> rows (api area): signed HTTP POSTs to the partners' callback URLs
+    sinks.register_prefix("webhook:", webhook_sink_factory(gateway.store, config.api.webhook_timeout_seconds))
     if config.metrics.enabled:
         from gateway.telemetry.collectors import collect_build_info, rule_pack_versions
         from gateway.telemetry.http import MonitoringServer

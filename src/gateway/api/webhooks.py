@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.outbound.base import OutboxItem, PermanentSinkError, TransientSinkError
 from gateway.store.db import Store, utcnow
-from gateway.store.models import WebhookRow
+from gateway.store.models import FlowRow, WebhookRow
 
 SINK_PREFIX = "webhook:"
 EVENT_KIND = "webhook"
@@ -184,13 +184,35 @@ def enqueue_event(conn: Connection, partner: str, event_type: str, body: dict[st
     Call it inside the transaction that makes the event (acknowledgement written, status recorded), so
     the event is sent if and only if that transaction commits (BRIEF interface 5).
     """
+    return _enqueue_for(conn, list_webhooks(conn, partner), partner, event_type, body)
+
+
+def enqueue_flow_event(conn: Connection, flow_id: str, event_type: str = "flow.acknowledged") -> int:
+    """`enqueue_event` for a flow whose acknowledgement was just recorded in `conn`'s transaction: the
+    body is the flow's `Flow` resource as that transaction sees it (read only when the flow's partner
+    has webhooks). Returns the rows enqueued."""
+    from gateway.api.resources import event_body
+
+    partner = conn.execute(select(FlowRow.partner).where(FlowRow.id == flow_id)).scalar()
+    hooks = list_webhooks(conn, partner) if partner is not None else []
+    if not hooks:
+        return 0
+    found = event_body(conn, flow_id)
+    if found is None:
+        return 0
+    return _enqueue_for(conn, hooks, found[0], event_type, found[1])
+
+
+def _enqueue_for(
+    conn: Connection, hooks: list[Webhook], partner: str, event_type: str, body: dict[str, Any]
+) -> int:
     from gateway.store.outbox import enqueue
 
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     digest = hashlib.sha256(payload).hexdigest()
     flow_id = body.get("flowId") if isinstance(body.get("flowId"), str) else None
     queued = 0
-    for hook in list_webhooks(conn, partner):
+    for hook in hooks:
         if not hook.wants(body):
             continue
         enqueue(
@@ -205,18 +227,6 @@ def enqueue_event(conn: Connection, partner: str, event_type: str, body: dict[st
         )
         queued += 1
     return queued
-
-
-def enqueue_flow_event(conn: Connection, flow_id: str, event_type: str = "flow.acknowledged") -> int:
-    """`enqueue_event` for a flow whose acknowledgement was just recorded in `conn`'s transaction: the
-    body is the flow's `Flow` resource as that transaction sees it. Returns the rows enqueued."""
-    from gateway.api.resources import event_body
-
-    found = event_body(conn, flow_id)
-    if found is None:
-        return 0
-    partner, body = found
-    return enqueue_event(conn, partner, event_type, body)
 
 
 # -- the sink ---------------------------------------------------------------------------------------
