@@ -12,6 +12,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -415,3 +416,34 @@ def test_unreadable_tls_files_are_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot load TLS certificate/key"):
         start_api(tmp_path, f"sqlite:///{tmp_path / 'g.db'}", tls_cert_file=str(tmp_path / "none.pem"),
                   tls_key_file=str(tmp_path / "none.key"))  # fmt: skip
+
+
+def test_console_routes_are_mounted_when_the_console_package_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hook for gateway.console: its console_routes(ctx) land under /console, /v1 is untouched."""
+    import importlib.machinery
+    import types
+
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    seen: list[Any] = []
+
+    def console_routes(ctx: Any) -> list[Route]:
+        seen.append(ctx)
+        return [Route("/ping", lambda request: PlainTextResponse("console"))]
+
+    module = types.ModuleType("gateway.console")
+    module.__spec__ = importlib.machinery.ModuleSpec("gateway.console", None)
+    module.console_routes = console_routes  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "gateway.console", module)
+    api = start_api(tmp_path, f"sqlite:///{tmp_path / 'g.db'}")
+    try:
+        with api.client(None) as client:
+            assert client.get("/console/ping").text == "console"
+            assert client.get("/v1/healthcheck").status_code == 200
+        assert seen[0].store is api.store and callable(seen[0].ack_dir)
+    finally:
+        api.server.stop()
+        api.store.close()

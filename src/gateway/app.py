@@ -64,6 +64,7 @@ def build_gateway(data_dir: DataDir) -> Gateway:
                 gateway.blobs,
                 lambda partner: data_dir.outbox(config, partner),
                 root=data_dir.root,
+                extra={"data_dir": data_dir},
             )
         )
     from gateway.config import exposure_warnings

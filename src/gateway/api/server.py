@@ -17,6 +17,7 @@ import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 import uvicorn
@@ -165,9 +166,13 @@ class ApiServer:
         ack_dir: Callable[[str], Path],
         *,
         root: Path | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
+        """`extra` reaches mounted parts through `ApiContext.extra` (the console reads `data_dir`)."""
         self.config = config
-        self.context = ApiContext(config=config, store=store, intake=intake, blobs=blobs, ack_dir=ack_dir)
+        self.context = ApiContext(
+            config=config, store=store, intake=intake, blobs=blobs, ack_dir=ack_dir, extra=dict(extra or {})
+        )
         self.root = root
         self.log = structlog.get_logger("gateway.api")
         self._http: UvicornThread | None = None
