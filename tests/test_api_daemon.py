@@ -195,7 +195,8 @@ def test_webhook_receiver_gets_signed_acknowledgement_events(tmp_path: Path) -> 
     receiver = Receiver(answers=[503])  # the first call fails: the outbox retries it
     receiver.start()
     try:
-        with Daemon(tmp_path / "data", extra=API + "\n[delivery]\nbackoff_base_seconds = 0.2\n") as d:
+        extra = API + "webhook_allow_private_networks = true\n\n[delivery]\nbackoff_base_seconds = 0.2\n"
+        with Daemon(tmp_path / "data", extra=extra) as d:
             token = cli(d.data_dir, "api", "token", "create", "demo").stdout.strip()
             d.start()
             base = f"http://127.0.0.1:{api_port(d)}"

@@ -447,3 +447,22 @@ def test_console_routes_are_mounted_when_the_console_package_exists(
     finally:
         api.server.stop()
         api.store.close()
+
+
+def test_webhooks_into_the_gateway_network_are_refused(tmp_path: Path) -> None:
+    """SSRF guard (default): a callback on loopback, a private network or link-local is refused."""
+    api = start_api(tmp_path, f"sqlite:///{tmp_path / 'g.db'}", webhook_allow_private_networks=False)
+    try:
+        with api.client() as client:
+            for url in ("http://127.0.0.1:9464/metrics", "http://localhost/x", "https://10.1.2.3/hook",
+                        "http://169.254.169.254/latest/meta-data", "http://[::1]/x", "http://0.0.0.0/x"):  # fmt: skip
+                refused = client.post("/v1/webhooks", json={"callbackUrl": url})
+                assert refused.status_code == 400, url
+                assert (
+                    "not a public address" in CONTRACT.check("POST", "/v1/webhooks", refused)["errorMessage"]
+                )
+            accepted = client.post("/v1/webhooks", json={"callbackUrl": "https://93.184.216.34/hook"})
+            assert accepted.status_code == 201  # a public address (no DNS needed for a literal)
+    finally:
+        api.server.stop()
+        api.store.close()

@@ -83,6 +83,10 @@ class ApiConfig(Strict):
     max_webhooks_per_partner: int = Field(10, ge=0)
     webhook_timeout_seconds: float = Field(10.0, gt=0)
     webhook_https_only: bool = Field(False, description="refuse http:// callback URLs")
+    webhook_allow_private_networks: bool = Field(
+        False, description="accept callback URLs on loopback/private addresses (SSRF guard off)"
+    )
+    max_connections: int = Field(256, ge=1, description="open connections; beyond them 503 at once")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ApiConfig:

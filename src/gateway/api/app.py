@@ -409,6 +409,7 @@ class FlowServiceApi:
                 params,
                 max_per_partner=self.api.max_webhooks_per_partner,
                 https_only=self.api.webhook_https_only,
+                allow_private=self.api.webhook_allow_private_networks,
             )
 
     async def delete_webhook(self, request: Request) -> Response:

@@ -201,6 +201,7 @@ class ApiServer:
             ssl_certfile=self._path(api.tls_cert_file),
             ssl_keyfile=self._path(api.tls_key_file),
             forwarded_allow_ips=list(api.trusted_proxies),
+            limit_concurrency=api.max_connections,
         )
         http.start()
         self._http = http

@@ -21,8 +21,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -107,8 +109,15 @@ def verify(
 
 
 # -- registrations ----------------------------------------------------------------------------------
-def check_callback_url(url: str, *, https_only: bool) -> None:
-    parts = urlsplit(url)
+def check_callback_url(url: str, *, https_only: bool, allow_private: bool = True) -> None:
+    """A callback URL a partner may register. Without `allow_private`, a host that is or resolves to a
+    loopback, private, link-local or reserved address is refused (the gateway must not be made to POST
+    into its own network); the check is made at registration."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise WebhookError("callbackUrl: not a URL") from None
     schemes = ("https",) if https_only else ("http", "https")
     if parts.scheme not in schemes or not parts.hostname:
         raise WebhookError(f"callbackUrl: an absolute {' or '.join(schemes)} URL")
@@ -116,6 +125,22 @@ def check_callback_url(url: str, *, https_only: bool) -> None:
         raise WebhookError("callbackUrl: credentials in the URL are not accepted")
     if len(url) > MAX_URL_LENGTH:
         raise WebhookError(f"callbackUrl: at most {MAX_URL_LENGTH} characters")
+    if not allow_private:
+        for address in _addresses(parts.hostname, port or (443 if parts.scheme == "https" else 80)):
+            if not address.is_global:
+                raise WebhookError(f"callbackUrl: {parts.hostname} is not a public address ({address})")
+
+
+def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        raise WebhookError(f"callbackUrl: {host} does not resolve") from None
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
 def _webhook(row: Any) -> Webhook:
@@ -125,10 +150,16 @@ def _webhook(row: Any) -> Webhook:
 
 
 def create_webhook(
-    conn: Connection, partner: str, params: Mapping[str, Any], *, max_per_partner: int, https_only: bool
+    conn: Connection,
+    partner: str,
+    params: Mapping[str, Any],
+    *,
+    max_per_partner: int,
+    https_only: bool,
+    allow_private: bool = True,
 ) -> Webhook:
     url = str(params["callbackUrl"])
-    check_callback_url(url, https_only=https_only)
+    check_callback_url(url, https_only=https_only, allow_private=allow_private)
     count = conn.execute(
         select(func.count()).where(WebhookRow.partner == partner, WebhookRow.deleted_at.is_(None))
     ).scalar_one()
