@@ -127,6 +127,10 @@ def test_uploads_are_followed_to_their_acknowledgement(tmp_path: Path) -> None:
             ack = client.get(f"/v1/flows/{ids['valid']}", params={"docType": "Acknowledgement"})
             CONTRACT.check("GET", "/v1/flows/{flowId}", ack)
             assert read_ack_bytes(ack.content)["flow_id"] == ids["valid"]
+            for fetched in d.acks_for("valid-cii.xml"):  # the partner fetched (and deleted) its ack
+                fetched.unlink()
+            kept = client.get(f"/v1/flows/{ids['cii']}", params={"docType": "Acknowledgement"})
+            assert read_ack_bytes(kept.content)["flow_id"] == ids["cii"]  # still kept by the gateway
             original = client.get(f"/v1/flows/{ids['invalid']}", params={"docType": "Original"})
             assert CONTRACT.check("GET", "/v1/flows/{flowId}", original) is None
             assert b"999999.99" in original.content

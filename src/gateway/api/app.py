@@ -48,7 +48,7 @@ from gateway.config import GatewayConfig
 from gateway.runtime.intake import TakenFlow, safe_claim_name
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Store
-from gateway.store.models import ApiFlowInfoRow, FlowRow
+from gateway.store.models import ApiFlowInfoRow, FlowRow, OutboxRow
 
 JSON_BODY_LIMIT = 1_000_000  # search and webhook requests
 MULTIPART_OVERHEAD = 1_000_000  # flowInfo and part headers on top of the file itself
@@ -347,24 +347,40 @@ class FlowServiceApi:
             path = self.ctx.blobs.path_for(flow["sha256"]) if flow.get("sha256") else None
             return self._file(path, resource["name"], "the file was not kept (refused before storage)")
         if doc_type == "Acknowledgement":
-            ack = self.ctx.ack_dir(partner) / flow["ack_name"] if flow.get("ack_name") else None
-            return self._file(ack, flow.get("ack_name") or "", "no acknowledgement (yet, or already fetched)")
+            name = flow.get("ack_name") or ""
+            stored = await run_in_threadpool(self._stored_ack, flow_id, name) if name else None
+            if stored is not None:  # the acknowledgement of record as enqueued, even once fetched from out/
+                return Response(
+                    stored, media_type="application/octet-stream", headers=self._disposition(name)
+                )
+            ack = self.ctx.ack_dir(partner) / name if name else None
+            return self._file(ack, name, "no acknowledgement (yet, or already fetched)")
         raise ApiProblem(404, "MISSING_RESOURCE", f"no {doc_type} document is kept for flows")
 
     def _read_flow(self, partner: str, flow_id: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         with self.ctx.store.reader() as conn:
             return resources.get_flow(conn, partner, flow_id)
 
+    def _stored_ack(self, flow_id: str, name: str) -> bytes | None:
+        """The acknowledgement's payload kept in the outbox (inline), if the outbox holds it."""
+        with self.ctx.store.reader() as conn:
+            payload = conn.execute(
+                select(OutboxRow.payload)
+                .where(OutboxRow.kind == "ack", OutboxRow.flow_id == flow_id, OutboxRow.remote_name == name)
+                .order_by(OutboxRow.id.desc())
+                .limit(1)
+            ).scalar()
+        return bytes(payload) if payload is not None else None
+
     @staticmethod
-    def _file(path: Path | None, name: str, missing: str) -> Response:
+    def _disposition(name: str) -> dict[str, str]:
+        ascii_name = "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_" for c in name)
+        return {"Content-Disposition": f'attachment;filename="{ascii_name or "flow"}"'}
+
+    def _file(self, path: Path | None, name: str, missing: str) -> Response:
         if path is None or not path.is_file():
             raise ApiProblem(404, "MISSING_RESOURCE", missing)
-        ascii_name = "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_" for c in name)
-        return FileResponse(
-            path,
-            media_type="application/octet-stream",
-            headers={"Content-Disposition": f'attachment;filename="{ascii_name or "flow"}"'},
-        )
+        return FileResponse(path, media_type="application/octet-stream", headers=self._disposition(name))
 
     async def search_flows(self, request: Request) -> Response:
         partner = await self._partner(request)
