@@ -466,3 +466,20 @@ def test_webhooks_into_the_gateway_network_are_refused(tmp_path: Path) -> None:
     finally:
         api.server.stop()
         api.store.close()
+
+
+def test_reverse_proxy_mode_takes_the_client_address_from_the_proxy(tmp_path: Path) -> None:
+    """Behind a trusted proxy, failed logins are counted per real client (X-Forwarded-For)."""
+    api = start_api(tmp_path, f"sqlite:///{tmp_path / 'g.db'}", trusted_proxies=["127.0.0.1"])
+    try:
+        with api.client(None, Authorization="Bearer gwt_guess") as client:
+            statuses = [
+                client.get("/v1/webhooks", headers={"X-Forwarded-For": "192.0.2.10"}).status_code
+                for _ in range(21)
+            ]
+            assert statuses[:20] == [401] * 20 and statuses[20] == 429  # that client guessed too often
+            other = client.get("/v1/webhooks", headers={"X-Forwarded-For": "192.0.2.20"})
+            assert other.status_code == 401  # another client behind the same proxy is not locked out
+    finally:
+        api.server.stop()
+        api.store.close()

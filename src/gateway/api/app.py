@@ -169,7 +169,7 @@ class FlowServiceApi:
         self.api = ctx.config.api
         self.max_flow_bytes = ctx.config.intake.max_flow_bytes
         self.limiter = RateLimiter(self.api.rate_limit_per_second, self.api.rate_limit_burst)
-        self.failures = RateLimiter(1.0, 20)  # failed authentications per client address
+        self.failures = RateLimiter(0.2, 20)  # failed authentications per client address (12 a minute)
         self.log = structlog.get_logger("gateway.api")
 
     # -- plumbing ------------------------------------------------------------------------------------
