@@ -23,6 +23,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from gateway.api.webhooks import enqueue_flow_event
 from gateway.config import GatewayConfig
 from gateway.errors import PermanentError
 from gateway.model import Identification, InvoiceDocument, ReasonCode, Syntax
@@ -309,6 +310,7 @@ class Pipeline:
                     release=True,
                 ):  # fmt: skip
                     raise _GuardFailed
+                enqueue_flow_event(conn, flow.id)  # webhooks (api area), in the ack's transaction
         except _GuardFailed:
             self.log.warning("lease lost, flow left to its new owner", stage="route")
             return False
@@ -340,6 +342,7 @@ class Pipeline:
                 if not self.store.advance_in(conn, ctx.flow, ctx.position.state, target.state, worker=self.worker,
                                              stage=stage, reason=reason, values=values, release=True):  # fmt: skip
                     raise _GuardFailed
+                enqueue_flow_event(conn, ctx.flow.id)  # webhooks (api area), in the ack's transaction
         except _GuardFailed:
             self.log.warning("lease lost, flow left to its new owner", stage=stage)
             return False

@@ -260,3 +260,49 @@ class As2MessageRow(Base):
     mdn_message_id: Mapped[str | None] = mapped_column(String(300))
 
     __table_args__ = (Index("ix_as2_messages_partner_mid", "partner", "message_id"),)
+
+
+# --- api: Flow Service tokens, webhooks and the flow information a partner gave (issue 21) ---
+class ApiTokenRow(Base):
+    """A partner's bearer token, kept only as the SHA-256 of a 256-bit random secret."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    partner: Mapped[str] = mapped_column(String(64), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # first characters, to recognise a token in lists
+    label: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebhookRow(Base):
+    """A callback URL a partner registered; events are signed with its key (HMAC-SHA256)."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # UUID
+    partner: Mapped[str] = mapped_column(String(64), index=True)
+    callback_url: Mapped[str] = mapped_column(String(2048))
+    signing_key: Mapped[str] = mapped_column(String(96))  # base64 of 32 random bytes
+    filters_json: Mapped[str] = mapped_column(Text)  # flowTypes / flowDirection / ackStatus as given
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ApiFlowInfoRow(Base):
+    """What a partner declared in `flowInfo` when it posted a flow (trackingId, processing rule, …)."""
+
+    __tablename__ = "api_flow_info"
+
+    flow_id: Mapped[str] = mapped_column(String(40), ForeignKey("flows.id"), primary_key=True)
+    partner: Mapped[str] = mapped_column(String(64))
+    tracking_id: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    flow_syntax: Mapped[str] = mapped_column(String(16))
+    flow_profile: Mapped[str | None] = mapped_column(String(32))
+    processing_rule: Mapped[str | None] = mapped_column(String(32))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_api_flow_info_tracking", "partner", "tracking_id"),)
