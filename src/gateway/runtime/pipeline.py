@@ -21,8 +21,9 @@ import structlog
 
 from gateway.config import GatewayConfig
 from gateway.errors import PermanentError
-from gateway.model import Identification, InvoiceDocument, ReasonCode, Syntax
+from gateway.model import LIFECYCLE_SYNTAXES, Identification, InvoiceDocument, ReasonCode, Syntax
 from gateway.outbound.local_dir import FolderSink
+from gateway.runtime import lifecycle_flow
 from gateway.statemachine import Event, FlowState, Position, backoff_seconds, transition
 from gateway.store.blobs import BlobStore
 from gateway.store.db import FlowSnapshot, InvoiceRecord, Store, utcnow
@@ -217,6 +218,8 @@ class Pipeline:
 
     def _validate(self, ctx: FlowContext, started: float) -> bool:
         ident = self._identification(ctx)
+        if ident.syntax.value in LIFECYCLE_SYNTAXES:  # statuses, not invoices (issue 18)
+            return lifecycle_flow.validate_step(self, ctx, started)
         records = [self._judge(seq, doc, ctx.flow.partner) for seq, doc in enumerate(ident.invoices, start=1)]
         accepted = sum(1 for r in records if r.status == INVOICE_ACCEPTED)
         return self._advance(
@@ -260,7 +263,7 @@ class Pipeline:
         )  # fmt: skip
 
     def _acknowledge(self, ctx: FlowContext, started: float) -> bool:
-        verdict = self._verdict_from_store(ctx.flow)
+        verdict = lifecycle_flow.verdict(self.store, ctx) or self._verdict_from_store(ctx.flow)
         ack_name = self._write_ack(verdict)
         self._count_completion(ctx.flow, verdict.status, None)
         return self._advance(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -290,9 +290,12 @@ class Store:
         release: bool = False,
         lease_seconds: float | None = None,
         now: datetime | None = None,
+        within: Callable[[Connection], None] | None = None,
     ) -> bool:
         """One state change: guarded update + event row (+ invoice rows) in one transaction.
 
+        `within(conn)` runs last in that transaction (more rows that must commit with the change, e.g. the
+        statuses a lifecycle flow applies); if it raises, nothing commits.
         False if the flow is no longer in `expected` under this worker's lease (someone else has it).
         """
         now = now or utcnow()
@@ -314,6 +317,8 @@ class Store:
             self._event(conn, flow.id, expected, target, worker, stage, reason, duration_ms, now)
             for inv in invoices:
                 self._insert_invoice(conn, flow.id, inv)
+            if within is not None:
+                within(conn)
         return True
 
     def quarantine_or_replay(self, flow_id: str, target: FlowState, worker: str, reason: str) -> bool:

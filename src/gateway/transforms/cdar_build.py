@@ -37,8 +37,28 @@ SCHEME_SIREN = "0002"
 SCHEME_PLATFORM = "0238"
 SCHEME_ADDRESS = "0225"
 # BR-FR-04: document type codes a CDAR may reference (MDT-91); anything else is sent as 380.
-DOCUMENT_TYPES = frozenset("380 389 393 501 386 500 384 471 472 473 261 262 381 396 502 503".split())
+DOCUMENT_TYPES = frozenset(
+    [
+        "380",
+        "389",
+        "393",
+        "501",
+        "386",
+        "500",
+        "384",
+        "471",
+        "472",
+        "473",
+        "261",
+        "262",
+        "381",
+        "396",
+        "502",
+        "503",
+    ]
+)
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9+\-_/#]")
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9.\-_]")
 
 Audience = Literal["issuer", "recipient", "ppf"]
 
@@ -80,7 +100,7 @@ class Platform:
 
 def cdar_file_name(status: OutgoingStatus, audience: Audience) -> str:
     """Deterministic: a re-send of the same status writes the same name."""
-    number = _UNSAFE_ID.sub("_", status.invoice_number)[:80]
+    number = _UNSAFE_NAME.sub("_", status.invoice_number)[:80]
     return f"CDV-{status.code}_{number}_{status.status_id}{'_PPF' if audience == 'ppf' else ''}.xml"
 
 
