@@ -85,17 +85,20 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
     # what the composition root will pass once the outbox exists: here the statuses are collected
     monkeypatch.setattr(lifecycle_flow, "validate_step",
                         functools.partial(lifecycle_flow.validate_step, on_recorded=collect))  # fmt: skip
+    monkeypatch.setattr(lifecycle_flow, "first_statuses",
+                        functools.partial(lifecycle_flow.first_statuses, on_recorded=collect))  # fmt: skip
     return w
 
 
 def deliver_invoice(world: World, number: str) -> int:
-    """An invoice from partner `seller`, accepted, then 200 and 203 as validation and delivery will set them."""
+    """An invoice from partner `seller`: the gateway records 200 when it accepts it; 203 as delivery will."""
     ack = world.drop("seller", f"{number}.xml", make_ubl(lines=1, number=number))
     assert ack["status"] == "Ok", ack
     (row,) = list_invoices(world.store, number=number)
+    assert row["lifecycle_status"] == "200"
     with world.store.transaction() as conn:
-        record_status(conn, row["id"], "200", actor="platform", source_flow=row["flow_id"])
         record_status(conn, row["id"], "203", actor="platform")
+    world.sent.clear()
     return int(row["id"])
 
 
@@ -185,6 +188,33 @@ def test_rules_and_reasons_are_enforced(world: World) -> None:
 
 @pytest.mark.corpus
 @pytest.mark.skipif(not CDAR_CORPUS.is_dir(), reason="CDAR corpus not found")
+def test_validation_records_200_213_and_501(world: World) -> None:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("good.xml", make_ubl(lines=1, number="Z-1"))
+        zf.writestr(
+            "bad.xml", make_ubl(lines=1, number="Z-2").replace(b"<cbc:IssueDate>", b"<cbc:IssueDate>x")
+        )
+        zf.writestr("broken.xml", b"<Invoice")
+    ack = world.drop("seller", "batch.zip", buffer.getvalue())
+    assert ack["status"] == "Ok"
+    rows = {r["item"]: r for r in list_invoices(world.store)}
+    assert rows["good.xml"]["lifecycle_status"] == "200"
+    assert rows["bad.xml"]["lifecycle_status"] == "213"
+    assert rows["broken.xml"]["lifecycle_status"] == "501"
+    bad = get_invoice(world.store, rows["bad.xml"]["id"])
+    assert bad is not None and bad["lifecycle"][0]["reason_code"] == "REJ_SEMAN"
+    assert bad["lifecycle"][0]["source_flow"] == ack["flow_id"]
+    # the gateway's own statuses are ready to go out: 200 / 213 to the issuer and the concentrator
+    sent = {s.code: lifecycle_flow.cdar_messages(s, inv) for s, inv in world.sent}
+    assert sorted(sent) == ["200", "213", "501"]
+    assert [m.audience for m in sent["200"]] == ["issuer", "ppf"]
+    assert world.metrics.registry.get_sample_value("gateway_invoice_statuses_total", {"code": "213"}) == 1.0
+
+
 def test_a_corpus_cdar_for_an_unknown_invoice(world: World) -> None:
     data = (CDAR_CORPUS / "UC4_F202500006_04-CDV-207_En_litige.xml").read_bytes()
     ack = world.drop("buyer", "UC4.xml", data)

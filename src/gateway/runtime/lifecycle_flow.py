@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from gateway.model import LIFECYCLE_SYNTAXES, Identification, ReasonCode, Syntax
@@ -34,8 +34,9 @@ from gateway.store.lifecycle import (
     RecordedStatus,
     apply_status_lines,
     flow_items,
+    record_validation_statuses,
 )
-from gateway.store.models import FlowRow
+from gateway.store.models import FlowRow, InvoiceRow
 from gateway.transforms.ack_build import FlowVerdict, InvoiceVerdict
 from gateway.transforms.cdar_build import (
     Audience,
@@ -146,6 +147,30 @@ def validate_step(
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
     return ok
+
+
+def first_statuses(
+    pipeline: Pipeline, ctx: FlowContext, on_recorded: OnRecorded | None = None
+) -> Callable[[Connection], None]:
+    """The `within` hook of an invoice flow's VALIDATE: 200 / 213 / 501 for each invoice it stored.
+
+    `on_recorded(conn, status, invoice)` runs for each, in the same transaction (the composition root
+    enqueues the CDAR for the issuer and the concentrator copy there). The metric is counted in the
+    hook: only a failing COMMIT after it would over-count, and the retried step then records again.
+    """
+
+    def within(conn: Connection) -> None:
+        for status in record_validation_statuses(conn, ctx.flow.id):
+            if on_recorded is not None:
+                on_recorded(conn, status, _invoice_row(conn, status.invoice_id))
+            pipeline.metrics.invoice_statuses.labels(status.code).inc()
+
+    return within
+
+
+def _invoice_row(conn: Connection, invoice_id: int) -> dict[str, Any]:
+    row = conn.execute(select(InvoiceRow.__table__).where(InvoiceRow.id == invoice_id)).one()
+    return dict(row._mapping)
 
 
 def verdict(store: Store, ctx: FlowContext) -> FlowVerdict | None:

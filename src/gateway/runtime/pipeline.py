@@ -230,6 +230,7 @@ class Pipeline:
             reason=f"{accepted} of {len(records)} invoice(s) accepted",
             values={"invoices_accepted": accepted, "invoices_rejected": len(records) - accepted},
             invoices=records,
+            within=lifecycle_flow.first_statuses(self, ctx),  # 200 / 213 / 501 with the invoices (issue 18)
         )
 
     def _judge(self, seq: int, doc: InvoiceDocument, partner: str) -> InvoiceRecord:

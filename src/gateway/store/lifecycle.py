@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from gateway.errors import GatewayError
 from gateway.store.db import utcnow
 from gateway.store.models import FlowRow, InvoiceRow, InvoiceStatusRow, LifecycleItemRow
-from gateway.transforms.lifecycle import LC_ACCESS_DENIED, LC_RULE_ERROR, Actor, label, transition
+from gateway.transforms.lifecycle import LC_ACCESS_DENIED, LC_RULE_ERROR, STATUSES, Actor, label, transition
 from gateway.transforms.lifecycle_in import StatusLine
 
 
@@ -103,6 +103,49 @@ def record_status(
         status_id, invoice_id, code, label(code), current, at, actor.value, partner,
         reason_code, text, source_flow, details,
     )  # fmt: skip
+
+
+# chorus-reference.md §3.2: a platform rejection is 213 with one of its reasons; an item that is not even
+# readable (IRR_*) is 501 Irrecevable. Anything else the gateway rejects for is reported as REJ_SEMAN.
+_REJECTION_213 = frozenset(STATUSES["213"].allowed_reasons())
+_REJECTION_501 = frozenset(STATUSES["501"].allowed_reasons())
+
+
+def record_validation_statuses(
+    conn: Connection, flow_id: str, *, at: datetime | None = None
+) -> list[RecordedStatus]:
+    """The gateway's first status for each invoice of a flow just validated (interface 4).
+
+    Accepted → 200 Déposée; rejected → 213 Rejetée with its reason (REJ_SEMAN, REJ_UNI, ...), or 501
+    Irrecevable for an unreadable item (IRR_*). Invoices that already have a status are left alone
+    (a retried step), so calling it twice records nothing more.
+    """
+    rows = conn.execute(
+        select(InvoiceRow.id, InvoiceRow.status, InvoiceRow.reason_code, InvoiceRow.reason_message)
+        .where(InvoiceRow.flow_id == flow_id, InvoiceRow.lifecycle_status.is_(None))
+        .order_by(InvoiceRow.seq)
+    ).all()
+    recorded = []
+    for invoice_id, status, reason, message in rows:
+        if status == "accepted":
+            code, reason_code = "200", None
+        elif reason in _REJECTION_501:
+            code, reason_code = "501", reason
+        else:
+            code, reason_code = "213", reason if reason in _REJECTION_213 else "REJ_SEMAN"
+        recorded.append(
+            record_status(
+                conn,
+                invoice_id,
+                code,
+                actor=Actor.PLATFORM,
+                reason_code=reason_code,
+                reason_text=message if code != "200" else None,
+                source_flow=flow_id,
+                at=at,
+            )  # fmt: skip
+        )
+    return recorded
 
 
 # -- readers ----------------------------------------------------------------------------------------
