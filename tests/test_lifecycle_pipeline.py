@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Connection
 
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, LifecycleConfig
 from gateway.outbound.local_dir import FolderSink
 from gateway.runtime import lifecycle_flow
 from gateway.runtime.intake import Intake
@@ -209,7 +209,10 @@ def test_validation_records_200_213_and_501(world: World) -> None:
     assert bad is not None and bad["lifecycle"][0]["reason_code"] == "REJ_SEMAN"
     assert bad["lifecycle"][0]["source_flow"] == ack["flow_id"]
     # the gateway's own statuses are ready to go out: 200 / 213 to the issuer and the concentrator
-    sent = {s.code: lifecycle_flow.cdar_messages(s, inv) for s, inv in world.sent}
+    assert all(inv["partner"] == "seller" for _, inv in world.sent)  # where the issuer's copy goes
+    platform = lifecycle_flow.platform_of(LifecycleConfig(platform_name="Notre PA", platform_id="0042"))
+    sent = {s.code: lifecycle_flow.cdar_messages(s, inv, platform) for s, inv in world.sent}
+    assert b'<ram:GlobalID schemeID="0238">0042</ram:GlobalID>' in sent["200"][0].payload
     assert sorted(sent) == ["200", "213", "501"]
     assert [m.audience for m in sent["200"]] == ["issuer", "ppf"]
     assert world.metrics.registry.get_sample_value("gateway_invoice_statuses_total", {"code": "213"}) == 1.0

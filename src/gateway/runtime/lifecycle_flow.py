@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
+from gateway.config import LifecycleConfig
 from gateway.model import LIFECYCLE_SYNTAXES, Identification, ReasonCode, Syntax
 from gateway.statemachine import Event
 from gateway.store.db import Store
@@ -169,8 +170,17 @@ def first_statuses(
 
 
 def _invoice_row(conn: Connection, invoice_id: int) -> dict[str, Any]:
-    row = conn.execute(select(InvoiceRow.__table__).where(InvoiceRow.id == invoice_id)).one()
+    """The invoice row with `partner` (who sent it), as `find_invoice` returns it."""
+    row = conn.execute(
+        select(InvoiceRow.__table__, FlowRow.partner)
+        .join(FlowRow, FlowRow.id == InvoiceRow.flow_id)
+        .where(InvoiceRow.id == invoice_id)
+    ).one()
     return dict(row._mapping)
+
+
+def platform_of(config: LifecycleConfig) -> Platform:
+    return Platform(name=config.platform_name, id=config.platform_id or None)
 
 
 def verdict(store: Store, ctx: FlowContext) -> FlowVerdict | None:
