@@ -75,10 +75,15 @@ class PartnerConfig(Strict):
 class LifecycleConfig(Strict):
     """Invoice lifecycle statuses (issue 18): how the gateway signs the CDAR messages it sends."""
 
-    platform_name: str = Field("flow-gateway", min_length=1, description="MDT-20, our platform's name")
-    platform_id: str = Field("", description="our platform matricule (GlobalID schemeID 0238), if any")
+    platform_name: str = Field(
+        default="flow-gateway", min_length=1, description="MDT-20, our platform's name"
+    )
+    platform_id: str = Field(
+        default="", description="our platform matricule (GlobalID schemeID 0238), if any"
+    )
     concentrator_sink: str = Field(
-        "", description="sink id receiving the national concentrator copies (200, 210, 212, 213); empty: none"
+        default="",
+        description="sink id receiving the national concentrator copies (200, 210, 212, 213); empty: none",
     )
 
 
