@@ -12,16 +12,23 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.store.db import Store
-from gateway.store.lifecycle import record_status
 from gateway.transforms.cdar_build import OutgoingStatus, Party, build_cdar
 from gateway.validation.rulepacks import RulePackRegistry
 
 from daemon_harness import Daemon, read_ack, wait_for
-from invoice_factory import SELLER_SIRET, make_ubl
-from lifecycle_support import require_france_rfe
+from invoice_factory import BUYER_SIRET, SELLER_SIRET, make_ubl
+from lifecycle_support import CdarValidator, require_france_rfe
 
 HEADER = "invoice_number;seller_siret;status_code;date;reason_code;reason_text;amount;vat_rate"
+
+
+def lifecycle(data: Path) -> dict[str, str]:
+    with sqlite3.connect(data / "gateway.db") as conn:
+        return dict(conn.execute("SELECT number, lifecycle_status FROM invoices"))
+
+
+def cdars(d: Daemon, partner: str) -> list[Path]:
+    return sorted(d.outbox(partner).glob("CDV-*.xml"))
 
 
 def cdar(number: str, code: str, reason: str | None = None) -> bytes:
@@ -47,8 +54,14 @@ def test_daemon_drives_a_lifecycle(tmp_path: Path, capsys: pytest.CaptureFixture
     release = require_france_rfe()
     data = tmp_path / "data"
     RulePackRegistry(data / "rules").install(release)
+    directory = tmp_path / "directory.csv"
+    directory.write_text(
+        "siret,siren,routing_code,addressing_id,name,active,service_code_required,engagement_required,services,"
+        f"partner,syntax\n{BUYER_SIRET},{BUYER_SIRET[:9]},,,Buyer,1,0,0,,acme,same\n"
+    )
     with Daemon(data) as d:
         d.start()
+        assert main(["directory", "import", str(directory), "--data-dir", str(data)]) == 0
 
         def answer(partner: str, name: str, body: bytes) -> dict[str, object]:
             d.drop(name, body, partner=partner)
@@ -59,15 +72,9 @@ def test_daemon_drives_a_lifecycle(tmp_path: Path, capsys: pytest.CaptureFixture
         assert answer("demo", "F-D2.xml", make_ubl(lines=1, number="F-D2"))["status"] == "Ok"
         with sqlite3.connect(data / "gateway.db") as conn:
             ids = dict(conn.execute("SELECT number, id FROM invoices"))
-            assert dict(conn.execute("SELECT number, lifecycle_status FROM invoices")) == {
-                "F-D1": "200",
-                "F-D2": "200",
-            }
-        store = Store(f"sqlite:///{data / 'gateway.db'}")
-        with store.transaction() as conn:  # what delivery records when the invoice reaches the buyer
-            record_status(conn, ids["F-D1"], "203", actor="platform")
-            record_status(conn, ids["F-D2"], "203", actor="platform")
-        store.close()
+        # delivered to acme (the directory routes the buyer there): 200 then 203, and the seller hears it
+        wait_for(lambda: lifecycle(data) == {"F-D1": "203", "F-D2": "203"}, 60, "203 after delivery", d)
+        wait_for(lambda: len(cdars(d, "demo")) == 2, 60, "the issuer's 203 CDAR", d)
 
         csv = f"{HEADER}\nF-D1;{SELLER_SIRET};204;2026-09-02;;;;\n".encode()
         assert answer("acme", "s-204.csv", csv)["status"] == "Ok"
@@ -83,7 +90,12 @@ def test_daemon_drives_a_lifecycle(tmp_path: Path, capsys: pytest.CaptureFixture
         ack = answer("acme", "late.csv", late.encode())
         assert ack["status"] == "Error"
         assert ack["reasons"] == ["InvoiceLCStatusError", "InvoiceLCStatusError", "InvoiceLCAccessDenied"]
+        # the seller got a CDAR for each status: 203 (x2), 204, 205, 211, 212, 210 — all pass the rules
+        wait_for(lambda: len(cdars(d, "demo")) == 7, 60, "the issuer's CDAR messages", d)
         assert d.stop() == 0
+    validator = CdarValidator(tmp_path / "rules")
+    for path in cdars(d, "demo"):
+        assert validator.fatal(path.read_bytes()) == [], path.name
 
     capsys.readouterr()
     assert main(["invoice", str(ids["F-D1"]), "--json", "--data-dir", str(data)]) == 0

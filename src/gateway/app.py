@@ -11,6 +11,7 @@ from gateway.telemetry.metrics import Metrics
 
 
 def build_gateway(data_dir: DataDir) -> Gateway:
+    from gateway.runtime.lifecycle_flow import delivered_hook
     from gateway.transforms.identify import Identifier
     from gateway.validation.pool import ValidationPool
 
@@ -28,6 +29,7 @@ def build_gateway(data_dir: DataDir) -> Gateway:
         identifier=Identifier(config.identify),
         validator=validator,
         metrics=metrics,
+        sent_hooks=[delivered_hook(config, metrics)],  # a delivered invoice becomes 203 (issue 18)
     )
     gateway.closers.append(validator.close)
     if config.metrics.enabled:
@@ -47,7 +49,9 @@ def build_gateway(data_dir: DataDir) -> Gateway:
     if config.sftp.enabled:
         from gateway.runtime.sftp_service import SftpService
 
-        gateway.extra_services.append(SftpService(data_dir, config, gateway.upload_hint, metrics))
+        gateway.extra_services.append(
+            SftpService(data_dir, config, gateway.upload_hint, metrics, store=gateway.store)
+        )
     return gateway
 
 

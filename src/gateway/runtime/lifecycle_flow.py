@@ -1,15 +1,16 @@
-"""Lifecycle flows in the pipeline (issue 18): the small hook that makes a status flow go through.
+"""Lifecycle in the pipeline and the delivery workers (issue 18): small hooks, one module.
 
-A flow identified as a lifecycle message (CDAR D22B or the status CSV) skips invoice validation: its
-VALIDATE step reads the status lines (a CDAR is first judged by the CDAR XSD and the BR-FR-CDV rules,
-pack `br-fr-cdv`), then applies them to the store in the same transaction as the flow's move to
-VALIDATED (`Store.advance(within=...)`). Its ACK step builds the acknowledgement from what became of
-each line (`lifecycle_items`): one detail per refused line with its InvoiceLC* reason code.
-
-`outgoing_status()` turns a recorded status and its invoice into what the CDAR builder needs;
-`cdar_messages()` lists the CDAR messages a status produces (for the issuer or the recipient, plus the
-national concentrator copy for 200/210/212/213). Enqueuing them in the outbox is done by the composition
-root's `on_recorded` hook once the outbox exists.
+* A flow identified as a lifecycle message (CDAR D22B or the status CSV) skips invoice validation: its
+  VALIDATE step (`validate_step`) reads the status lines (a CDAR is first judged by the CDAR XSD and the
+  BR-FR-CDV rules, pack `br-fr-cdv`), applies them and moves the flow to VALIDATED in ONE transaction.
+  Its route step acknowledges it from what became of each line (`lifecycle_items`, `verdict`).
+* An invoice flow gets its first statuses in the route transaction (`first_statuses`): 200 Déposée for
+  an accepted invoice, 213 Rejetée with the reason (validation or routing), 200 then 221 for a routing
+  code that does not match, 501 for an unreadable item.
+* A delivery row sent by the delivery workers records 203 Mise à disposition (`delivered_hook`).
+* Every recorded status enqueues its CDAR messages in the same transaction (`LifecycleOutbound`): for
+  the issuer (`partner:<issuer>`) or the recipient (the sink its invoice was delivered to), and for the
+  national concentrator (`lifecycle.concentrator_sink`) for 200, 210, 212, 213.
 """
 
 from __future__ import annotations
@@ -21,23 +22,26 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+import structlog
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from gateway.config import LifecycleConfig
+from gateway.config import GatewayConfig, LifecycleConfig
 from gateway.model import LIFECYCLE_SYNTAXES, Identification, ReasonCode, Syntax
-from gateway.statemachine import Event
-from gateway.store.db import Store
+from gateway.statemachine import Event, transition
 from gateway.store.lifecycle import (
     ACCEPTED,
-    OnRecorded,
-    RecipientOf,
     RecordedStatus,
+    StatusRefused,
     apply_status_lines,
+    current_status,
     flow_items,
+    record_status,
     record_validation_statuses,
 )
-from gateway.store.models import FlowRow, InvoiceRow
+from gateway.store.models import FlowRow, InvoiceRow, OutboxRow
+from gateway.store.outbox import OutboxItem, enqueue
+from gateway.telemetry.metrics import Metrics
 from gateway.transforms.ack_build import FlowVerdict, InvoiceVerdict
 from gateway.transforms.cdar_build import (
     Audience,
@@ -47,12 +51,20 @@ from gateway.transforms.cdar_build import (
     build_cdar,
     cdar_file_name,
 )
-from gateway.transforms.lifecycle import CONCENTRATOR_STATUSES, LC_RULE_ERROR
+from gateway.transforms.lifecycle import CONCENTRATOR_STATUSES, LC_RULE_ERROR, Actor
 from gateway.transforms.lifecycle_in import StatusLine, parse_cdar, parse_status_csv
 from gateway.transforms.xmlsafe import parse_xml
 
 if TYPE_CHECKING:
     from gateway.runtime.pipeline import FlowContext, Pipeline
+
+# The acknowledgement already tells the issuer these; its CDAR copy goes to the concentrator only.
+NOT_COPIED_TO_ISSUER = frozenset({"200", "213", "501"})
+log = structlog.get_logger("gateway.lifecycle")
+
+
+class _GuardFailed(Exception):
+    """The flow moved under us (lease lost): roll the whole transaction back."""
 
 
 def is_lifecycle(ctx: FlowContext) -> bool:
@@ -83,14 +95,62 @@ def read_lines(
     return lines, (LC_RULE_ERROR, "the CDAR message is not valid: " + rejection_message(report)), report
 
 
-def validate_step(
-    pipeline: Pipeline,
-    ctx: FlowContext,
-    started: float,
-    *,
-    recipient_of: RecipientOf | None = None,
-    on_recorded: OnRecorded | None = None,
-) -> bool:
+# -- who the recipient is -----------------------------------------------------------------------------
+def delivery_sink(conn: Connection, invoice_id: int) -> str | None:
+    """The sink the invoice was delivered to (its newest delivery row), None when it was not routed."""
+    return conn.execute(
+        select(OutboxRow.sink)
+        .where(OutboxRow.invoice_id == invoice_id, OutboxRow.kind == "delivery")
+        .order_by(OutboxRow.id.desc())
+        .limit(1)
+    ).scalar()
+
+
+def recipient_partner(conn: Connection, invoice: dict[str, Any]) -> str | None:
+    """The partner the invoice was delivered to (`partner:<id>` sink), None when unknown."""
+    sink = delivery_sink(conn, int(invoice["id"]))
+    return sink.removeprefix("partner:") if sink and sink.startswith("partner:") else None
+
+
+# -- outgoing CDAR ------------------------------------------------------------------------------------
+class LifecycleOutbound:
+    """Enqueues the CDAR messages of each recorded status, in the transaction that records it."""
+
+    def __init__(self, config: LifecycleConfig, metrics: Metrics | None = None) -> None:
+        self.platform = platform_of(config)
+        self.concentrator_sink = config.concentrator_sink
+        self.metrics = metrics
+
+    def on_recorded(self, conn: Connection, status: RecordedStatus, invoice: dict[str, Any]) -> None:
+        recipient_sink = delivery_sink(conn, status.invoice_id)
+        for message in cdar_messages(status, invoice, self.platform):
+            if message.audience == "issuer":
+                if status.actor == Actor.PLATFORM.value and status.code in NOT_COPIED_TO_ISSUER:
+                    continue
+                kind, sink = "cdar", f"partner:{invoice['partner']}"
+            elif message.audience == "recipient":
+                if recipient_sink is None:
+                    continue  # not routed: no recipient to tell
+                kind, sink = "cdar", recipient_sink
+            else:
+                if not self.concentrator_sink:
+                    continue
+                kind, sink = "concentrator", self.concentrator_sink
+            enqueue(
+                conn, kind=kind, sink=sink, remote_name=message.remote_name, payload=message.payload,
+                flow_id=status.source_flow, invoice_id=status.invoice_id,
+                meta={"status": status.code, "audience": message.audience, "number": invoice.get("number")},
+            )  # fmt: skip
+        if self.metrics is not None:
+            self.metrics.invoice_statuses.labels(status.code).inc()
+
+
+def outbound_for(pipeline: Pipeline) -> LifecycleOutbound:
+    return LifecycleOutbound(pipeline.config.lifecycle, pipeline.metrics)
+
+
+# -- the VALIDATE step of a lifecycle flow --------------------------------------------------------------
+def validate_step(pipeline: Pipeline, ctx: FlowContext, started: float) -> bool:
     """VALIDATE of a lifecycle flow: judge and apply its statuses, commit them with the state change."""
     from gateway.runtime.pipeline import report_to_dict
 
@@ -101,75 +161,44 @@ def validate_step(
         return report_to_dict(pipeline.validator.validate(xml, Syntax.CDAR, profile, None, flow.partner))
 
     lines, refusal, report = read_lines(ident, validate)
-    recorded: list[RecordedStatus] = []
-    counts = {"accepted": 0, "rejected": 0}
-
-    def collect(conn: Connection, status: RecordedStatus, invoice: dict[str, Any]) -> None:
-        recorded.append(status)
-        if on_recorded is not None:
-            on_recorded(conn, status, invoice)
-
-    def apply(conn: Connection) -> None:
-        recorded.clear()
-        items = apply_status_lines(
-            conn,
-            flow_id=flow.id,
-            partner=flow.partner,
-            lines=lines,
-            refusal=refusal,
-            report=report,
-            recipient_of=recipient_of,
-            on_recorded=collect,
-        )
-        accepted = sum(1 for item in items if item.status == ACCEPTED)
-        counts.update(accepted=accepted, rejected=len(items) - accepted)
-        conn.execute(
-            update(FlowRow)
-            .where(FlowRow.id == flow.id)
-            .values(
-                invoice_count=len(items), invoices_accepted=accepted, invoices_rejected=len(items) - accepted
-            )
-        )
-
-    ok = pipeline._advance(
-        ctx,
-        Event.VALIDATE,
-        "validate",
-        started,
-        reason=f"lifecycle: {len(lines)} status line(s)",
-        within=apply,
-    )
-    if ok:
-        for status in recorded:
-            pipeline.metrics.invoice_statuses.labels(status.code).inc()
-        pipeline.log.info(
-            "lifecycle statuses applied",
-            **counts,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
-    return ok
+    outbound = outbound_for(pipeline)
+    target = transition(ctx.position, Event.VALIDATE)
+    reason = f"lifecycle: {len(lines)} status line(s)"
+    try:
+        with pipeline.store.transaction() as conn:
+            items = apply_status_lines(
+                conn, flow_id=flow.id, partner=flow.partner, lines=lines, refusal=refusal, report=report,
+                recipient_of=recipient_partner, on_recorded=outbound.on_recorded,
+            )  # fmt: skip
+            accepted = sum(1 for item in items if item.status == ACCEPTED)
+            values = {"invoice_count": len(items), "invoices_accepted": accepted,
+                      "invoices_rejected": len(items) - accepted}  # fmt: skip
+            if not pipeline.store.advance_in(
+                conn, flow, ctx.position.state, target.state, worker=pipeline.worker, stage="validate",
+                reason=f"{reason}, {accepted} applied", duration_ms=(time.perf_counter() - started) * 1000,
+                values=values, lease_seconds=pipeline.config.workers.lease_seconds,
+            ):  # fmt: skip
+                raise _GuardFailed
+    except _GuardFailed:
+        pipeline.log.warning("lease lost, flow left to its new owner", stage="validate")
+        return False
+    pipeline.log.info("flow state", stage="validate", from_state=ctx.position.state.value,
+                      to_state=target.state.value, reason=f"{reason}, {accepted} applied")  # fmt: skip
+    ctx.position = target
+    return True
 
 
-def first_statuses(
-    pipeline: Pipeline, ctx: FlowContext, on_recorded: OnRecorded | None = None
-) -> Callable[[Connection], None]:
-    """The `within` hook of an invoice flow's VALIDATE: 200 / 213 / 501 for each invoice it stored.
-
-    `on_recorded(conn, status, invoice)` runs for each, in the same transaction (the composition root
-    enqueues the CDAR for the issuer and the concentrator copy there). The metric is counted in the
-    hook: only a failing COMMIT after it would over-count, and the retried step then records again.
-    """
-
-    def within(conn: Connection) -> None:
-        for status in record_validation_statuses(conn, ctx.flow.id):
-            if on_recorded is not None:
-                on_recorded(conn, status, _invoice_row(conn, status.invoice_id))
-            pipeline.metrics.invoice_statuses.labels(status.code).inc()
-
-    return within
+# -- the route transaction of an invoice flow -------------------------------------------------------------
+def first_statuses(pipeline: Pipeline, conn: Connection, flow: Any) -> list[RecordedStatus]:
+    """200 / 213 / 221 / 501 for the invoices of `flow` that have no status yet (after routing)."""
+    outbound = outbound_for(pipeline)
+    recorded = record_validation_statuses(conn, flow.id)
+    for status in recorded:
+        outbound.on_recorded(conn, status, invoice_row(conn, status.invoice_id))
+    return recorded
 
 
-def _invoice_row(conn: Connection, invoice_id: int) -> dict[str, Any]:
+def invoice_row(conn: Connection, invoice_id: int) -> dict[str, Any]:
     """The invoice row with `partner` (who sent it), as `find_invoice` returns it."""
     row = conn.execute(
         select(InvoiceRow.__table__, FlowRow.partner)
@@ -183,7 +212,31 @@ def platform_of(config: LifecycleConfig) -> Platform:
     return Platform(name=config.platform_name, id=config.platform_id or None)
 
 
-def verdict(store: Store, ctx: FlowContext) -> FlowVerdict | None:
+# -- delivery: 203 Mise à disposition -----------------------------------------------------------------------
+def delivered_hook(
+    config: GatewayConfig, metrics: Metrics | None = None
+) -> Callable[[Connection, OutboxItem], None]:
+    """A delivery worker SentHook: a delivered invoice becomes 203 (once; a re-send records nothing)."""
+    outbound = LifecycleOutbound(config.lifecycle, metrics)
+
+    def hook(conn: Connection, item: OutboxItem) -> None:
+        if item.kind != "delivery" or item.invoice_id is None:
+            return
+        if current_status(conn, item.invoice_id) not in ("200", "221"):
+            return  # already made available (a re-send), or no longer deliverable
+        try:
+            status = record_status(
+                conn, item.invoice_id, "203", actor=Actor.PLATFORM, source_flow=item.flow_id
+            )
+        except StatusRefused as exc:  # cannot happen from 200 / 221; logged rather than failing the send
+            log.warning("203 not recorded", invoice_id=item.invoice_id, reason=exc.message)
+            return
+        outbound.on_recorded(conn, status, invoice_row(conn, item.invoice_id))
+
+    return hook
+
+
+def verdict(conn: Connection, ctx: FlowContext) -> FlowVerdict | None:
     """The acknowledgement verdict of a lifecycle flow (None for any other flow)."""
     if not is_lifecycle(ctx):
         return None
@@ -192,19 +245,15 @@ def verdict(store: Store, ctx: FlowContext) -> FlowVerdict | None:
     flow = ctx.flow
     ident = ctx.identification
     syntax = ident.syntax.value if ident else flow.values.get("syntax")
-    with store.reader() as conn:
-        rows = flow_items(conn, flow.id)
+    profile = ident.profile if ident else flow.values.get("profile")
     items: tuple[InvoiceVerdict, ...] = tuple(
-        invoice_verdict(
-            {**row, "syntax": syntax, "profile": ident.profile if ident else flow.values.get("profile")}
-        )
-        for row in rows
+        invoice_verdict({**row, "syntax": syntax, "profile": profile}) for row in flow_items(conn, flow.id)
     )
     return FlowVerdict(
         flow.id, flow.partner, flow.filename, flow.size, flow.sha256, flow.received_at,
         syntax=syntax,
         syntax_code=ident.syntax_code if ident else flow.values.get("syntax_code"),
-        profile=ident.profile if ident else flow.values.get("profile"),
+        profile=profile,
         invoices=items,
         reason_code=None if items else ReasonCode.SYNTAX.value,
         reason_message=None if items else "the flow holds no status line",

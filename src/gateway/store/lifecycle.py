@@ -116,8 +116,9 @@ def record_validation_statuses(
 ) -> list[RecordedStatus]:
     """The gateway's first status for each invoice of a flow just validated (interface 4).
 
-    Accepted → 200 Déposée; rejected → 213 Rejetée with its reason (REJ_SEMAN, REJ_UNI, ...), or 501
-    Irrecevable for an unreadable item (IRR_*). Invoices that already have a status are left alone
+    Accepted → 200 Déposée; rejected → 213 Rejetée with its reason (REJ_SEMAN, DEST_INC, DOUBLON,
+    REJ_CONT_B2G...), 200 then 221 Erreur de routage for ROUTAGE_ERR, or 501 Irrecevable for an
+    unreadable item (IRR_*). Invoices that already have a status are left alone
     (a retried step), so calling it twice records nothing more.
     """
     rows = conn.execute(
@@ -127,24 +128,28 @@ def record_validation_statuses(
     ).all()
     recorded = []
     for invoice_id, status, reason, message in rows:
+        steps: list[tuple[str, str | None]]
         if status == "accepted":
-            code, reason_code = "200", None
+            steps = [("200", None)]
+        elif reason == "ROUTAGE_ERR":  # deposited, then its routing code did not match (status 221)
+            steps = [("200", None), ("221", reason)]
         elif reason in _REJECTION_501:
-            code, reason_code = "501", reason
+            steps = [("501", reason)]
         else:
-            code, reason_code = "213", reason if reason in _REJECTION_213 else "REJ_SEMAN"
-        recorded.append(
-            record_status(
-                conn,
-                invoice_id,
-                code,
-                actor=Actor.PLATFORM,
-                reason_code=reason_code,
-                reason_text=message if code != "200" else None,
-                source_flow=flow_id,
-                at=at,
-            )  # fmt: skip
-        )
+            steps = [("213", reason if reason in _REJECTION_213 else "REJ_SEMAN")]
+        for code, reason_code in steps:
+            recorded.append(
+                record_status(
+                    conn,
+                    invoice_id,
+                    code,
+                    actor=Actor.PLATFORM,
+                    reason_code=reason_code,
+                    reason_text=message if reason_code else None,
+                    source_flow=flow_id,
+                    at=at,
+                )  # fmt: skip
+            )
     return recorded
 
 
@@ -258,8 +263,8 @@ def apply_status_lines(
     InvoiceLC* reason code and a message naming what was wrong; a rejected line records nothing.
     `refusal` (reason code, message) rejects every line (e.g. the CDAR broke a BR-FR-CDV rule).
     The sender is the invoice's issuer when it is the partner that sent the invoice, its recipient
-    otherwise; `recipient_of(conn, invoice)` (routing, when known) names the partner allowed to act as
-    the recipient, and any other partner is refused. `on_recorded(conn, recorded, invoice)` runs for each
+    otherwise; `recipient_of(conn, invoice)` names the partner the invoice was delivered to (None: not
+    known, e.g. routing is off), and any other partner is then refused. `on_recorded(conn, recorded, invoice)` runs for each
     accepted status in the same transaction (the outbound CDAR for the issuer is enqueued there).
     """
     items = []
@@ -302,7 +307,7 @@ def _apply_line(
         actor = Actor.ISSUER
     else:
         allowed = recipient_of(conn, invoice) if recipient_of is not None else None
-        if recipient_of is not None and allowed != partner:
+        if allowed is not None and allowed != partner:
             return refused(
                 LC_ACCESS_DENIED,
                 f"unknown invoice: invoice {line.invoice_number} of seller {line.seller_id} was not sent to you",

@@ -238,7 +238,8 @@ def build_cdar(
             sub(men, "ram:TypeCode", "MEN")
             sub(men, "ram:ValueAmount", _amount(status.amount), currencyID=status.currency or "EUR")
             sub(men, "ram:ValuePercent", _amount(status.vat_rate))
-    return etree.tostring(b.root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    data: bytes = etree.tostring(b.root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    return data
 
 
 def _amount(value: Decimal) -> str:

@@ -79,7 +79,7 @@ def looks_like_status_csv(data: bytes) -> bool:
 
 
 def is_cdar(root: etree._Element) -> bool:
-    return root.tag == CDAR_ROOT
+    return bool(root.tag == CDAR_ROOT)
 
 
 def cdar_profile(root: etree._Element) -> str | None:
