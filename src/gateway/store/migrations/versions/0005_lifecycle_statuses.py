@@ -1,7 +1,7 @@
 """lifecycle statuses
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-02 17:45:40.336721
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from gateway.store.models import UTCDateTime
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
