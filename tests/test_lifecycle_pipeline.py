@@ -240,6 +240,20 @@ def test_the_gateway_records_200_213_221_and_501(world: World) -> None:
     assert world.metrics.registry.get_sample_value("gateway_invoice_statuses_total", {"code": "213"}) == 2.0
 
 
+def test_the_issuer_declares_payment_and_the_recipient_hears_it(world: World, tmp_path: Path) -> None:
+    inv = deliver_invoice(world, "F-400")
+    csv = f"{HEADER};amount;vat_rate\nF-400;{SELLER_SIRET};212;2026-09-20;;;600.00;20\n"
+    ack = world.drop("seller", "paid.csv", csv.encode())
+    assert ack["status"] == "Ok", ack["messages"]
+    assert world.codes(inv) == ["200", "203", "212"]
+    (to_buyer,) = world.cdars("buyer")  # set by the issuer: the recipient is told, through its delivery sink
+    assert read_cdar(to_buyer)[:2] == ("212", "F-400")
+    assert b"<ram:ValueAmount" in to_buyer.read_bytes() and b">600.00<" in to_buyer.read_bytes()
+    assert CdarValidator(tmp_path / "rules2").fatal(to_buyer.read_bytes()) == []
+    assert ("212", "F-400", None) in [read_cdar(p) for p in world.cdars("ppf")]
+    assert [read_cdar(p)[0] for p in world.cdars("seller")] == ["203"]
+
+
 def test_without_a_directory_statuses_still_apply(tmp_path: Path) -> None:
     """Routing off (empty directory): 200 only, no delivery, so 204 waits for a 203 that never comes."""
     world = World(tmp_path, directory=False)
