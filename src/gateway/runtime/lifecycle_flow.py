@@ -123,7 +123,12 @@ class LifecycleOutbound:
 
     def on_recorded(self, conn: Connection, status: RecordedStatus, invoice: dict[str, Any]) -> None:
         recipient_sink = delivery_sink(conn, status.invoice_id)
-        for message in cdar_messages(status, invoice, self.platform):
+        try:
+            messages = cdar_messages(status, invoice, self.platform)
+        except ValueError as exc:  # the status stands; a message we cannot build must not block the flow
+            log.error("CDAR not built", invoice_id=status.invoice_id, code=status.code, error=str(exc))
+            messages = []
+        for message in messages:
             if message.audience == "issuer":
                 if status.actor == Actor.PLATFORM.value and status.code in NOT_COPIED_TO_ISSUER:
                     continue
