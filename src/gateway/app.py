@@ -12,6 +12,7 @@ from gateway.telemetry.metrics import Metrics
 
 
 def build_gateway(data_dir: DataDir) -> Gateway:
+    from gateway.runtime.lifecycle_flow import delivered_hook
     from gateway.transforms.identify import Identifier
     from gateway.validation.pool import ValidationPool
 
@@ -33,6 +34,7 @@ def build_gateway(data_dir: DataDir) -> Gateway:
         validator=validator,
         metrics=metrics,
         sinks=sinks,
+        sent_hooks=[delivered_hook(config, metrics)],  # a delivered invoice becomes 203 (issue 18)
     )
     gateway.closers.append(validator.close)
     from gateway.api.webhooks import webhook_sink_factory

@@ -130,6 +130,21 @@ class FolderSinkConfig(Strict):
 SinkConfig = Annotated[FolderSinkConfig | SftpSinkConfig, Field(discriminator="type")]
 
 
+class LifecycleConfig(Strict):
+    """Invoice lifecycle statuses (issue 18): how the gateway signs the CDAR messages it sends."""
+
+    platform_name: str = Field(
+        default="flow-gateway", min_length=1, description="MDT-20, our platform's name"
+    )
+    platform_id: str = Field(
+        default="", description="our platform matricule (GlobalID schemeID 0238), if any"
+    )
+    concentrator_sink: str = Field(
+        default="",
+        description="sink id receiving the national concentrator copies (200, 210, 212, 213); empty: none",
+    )
+
+
 class GatewayConfig(Strict):
     node_name: str = Field("", description="worker name in events; default host name + pid")
     intake: IntakeConfig = IntakeConfig()
@@ -142,6 +157,7 @@ class GatewayConfig(Strict):
     identify: IdentifyLimits = IdentifyLimits()
     validation: ValidationConfig = ValidationConfig()
     sftp: SftpServerConfig = SftpServerConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
     partners: dict[str, PartnerConfig] = Field(
         default_factory=lambda: {"demo": PartnerConfig(name="Demo partner")}
     )

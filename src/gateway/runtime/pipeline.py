@@ -26,7 +26,8 @@ from sqlalchemy.engine import Connection
 from gateway.api.webhooks import enqueue_flow_event
 from gateway.config import GatewayConfig
 from gateway.errors import PermanentError
-from gateway.model import Identification, InvoiceDocument, ReasonCode, Syntax
+from gateway.model import LIFECYCLE_SYNTAXES, Identification, InvoiceDocument, ReasonCode, Syntax
+from gateway.runtime import lifecycle_flow
 from gateway.runtime.routing import Router
 from gateway.statemachine import Event, FlowState, Position, backoff_seconds, transition
 from gateway.store.blobs import BlobStore
@@ -235,6 +236,8 @@ class Pipeline:
 
     def _validate(self, ctx: FlowContext, started: float) -> bool:
         ident = self._identification(ctx)
+        if ident.syntax.value in LIFECYCLE_SYNTAXES:  # statuses, not invoices (issue 18)
+            return lifecycle_flow.validate_step(self, ctx, started)
         records = [self._judge(seq, doc, ctx.flow.partner) for seq, doc in enumerate(ident.invoices, start=1)]
         accepted = sum(1 for r in records if r.status == INVOICE_ACCEPTED)
         return self._advance(
@@ -289,7 +292,8 @@ class Pipeline:
                 if self.router is not None and any(r["status"] == INVOICE_ACCEPTED for r in rows):
                     result = self.router.route(conn, flow, rows, lambda: self._identification(ctx))
                 routed = result.routed if result else 0
-                verdict = self._verdict(flow, rows)
+                lifecycle_flow.first_statuses(self, conn, flow)  # 200 / 213 / 221 / 501 (issue 18)
+                verdict = lifecycle_flow.verdict(conn, ctx) or self._verdict(flow, rows)
                 if routed:
                     event, reason = (
                         Event.ROUTE,
@@ -299,8 +303,7 @@ class Pipeline:
                     event = Event.ACKNOWLEDGE if verdict.status == "Ok" else Event.REJECT
                     reason = f"{verdict.status} {verdict.flow_status}"
                 values = self._final_values(verdict, self._enqueue_ack(conn, verdict))
-                accepted = sum(1 for r in rows if r["status"] == INVOICE_ACCEPTED)
-                values.update(invoices_accepted=accepted, invoices_rejected=len(rows) - accepted)
+                values.update(invoices_accepted=verdict.accepted, invoices_rejected=verdict.rejected)
                 if routed:
                     values.pop("completed_at")  # completed when delivered
                 target = transition(ctx.position, event)
