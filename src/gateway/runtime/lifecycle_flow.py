@@ -146,8 +146,34 @@ class LifecycleOutbound:
                 flow_id=status.source_flow, invoice_id=status.invoice_id,
                 meta={"status": status.code, "audience": message.audience, "number": invoice.get("number")},
             )  # fmt: skip
+        self._notify_webhooks(conn, status, invoice)
         if self.metrics is not None:
             self.metrics.invoice_statuses.labels(status.code).inc()
+
+    @staticmethod
+    def _notify_webhooks(conn: Connection, status: RecordedStatus, invoice: dict[str, Any]) -> None:
+        """An `invoice.status` event for the issuer's and the recipient's webhooks (Flow Service API)."""
+        from gateway.api.webhooks import enqueue_event
+
+        body = {
+            "eventType": "invoice.status",
+            "invoiceId": status.invoice_id,
+            "invoiceNumber": invoice.get("number"),
+            "statusCode": status.code,
+            "statusLabel": status.label,
+            "previousStatusCode": status.previous,
+            "actor": status.actor,
+            "reasonCode": status.reason_code,
+            "reasonText": status.reason_text,
+            "at": status.at.isoformat(),
+            "flowId": status.source_flow,
+        }
+        partners = [str(invoice["partner"])]
+        recipient = recipient_partner(conn, invoice)
+        if recipient is not None and recipient not in partners:
+            partners.append(recipient)
+        for partner in partners:
+            enqueue_event(conn, partner, "invoice.status", body)
 
 
 def outbound_for(pipeline: Pipeline) -> LifecycleOutbound:
