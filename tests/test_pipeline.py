@@ -209,7 +209,7 @@ def test_route_delivers_known_recipients_and_rejects_the_others(
     assert by_number["R-3"]["reason_code"] == "REJ_CONT_B2G" and "BT-10" in by_number["R-3"]["reason_message"]
     events = [(e["from_state"], e["to_state"]) for e in detail["events"]]
     assert events[-2:] == [("VALIDATED", "ROUTED"), ("ROUTED", "DELIVERED")]
-    assert world.metrics.deliveries.labels("partner:buyer", "sent")._value.get() == 1
+    assert world.metrics.deliveries.labels("partner:buyer", "ok")._value.get() == 1
 
 
 def test_same_invoice_again_is_a_duplicate_and_nothing_is_delivered(
