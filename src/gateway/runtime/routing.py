@@ -103,7 +103,9 @@ class Router:
         message = "; ".join(f.message for f in findings[:MAX_FINDINGS_IN_MESSAGE])
         more = len(findings) - MAX_FINDINGS_IN_MESSAGE
         message += f" (+{more} more)" if more > 0 else ""
-        return RouteDecision(None, findings[0].reason_code, message, details={"field": "BG-24"})
+        return RouteDecision(
+            None, findings[0].reason_code, message, status_code="501", details={"field": "BG-24"}
+        )
 
     def sink_id(self, recipient: Recipient) -> str:
         """`partner:<recipient partner>`, unless the directory line names a `[sinks.<id>]` or a sink id."""
