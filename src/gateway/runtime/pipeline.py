@@ -331,8 +331,10 @@ class Pipeline:
             with self.store.transaction() as conn:
                 values = {**self._final_values(verdict, self._enqueue_ack(conn, verdict)), **values}
                 target = transition(ctx.position, event)
-                if not self.store.advance_in(conn, ctx.flow, ctx.position.state, target.state, worker=self.worker,
-                                             stage=stage, reason=reason, values=values, release=True):  # fmt: skip
+                if not self.store.advance_in(
+                    conn, ctx.flow, ctx.position.state, target.state, worker=self.worker, stage=stage,
+                    reason=reason, values=values, release=True,
+                ):  # fmt: skip
                     raise _GuardFailed
         except _GuardFailed:
             self.log.warning("lease lost, flow left to its new owner", stage=stage)
@@ -418,7 +420,8 @@ class Pipeline:
         if acks.json_copy:
             # JSON first: the XML is the acknowledgement of record, so it lands last (the outbox sends
             # one flow's ack rows in order).
-            enqueue(conn, kind="ack", sink=sink, remote_name=ack_file_name(verdict.filename, verdict.flow_id, "json"),
+            json_name = ack_file_name(verdict.filename, verdict.flow_id, "json")
+            enqueue(conn, kind="ack", sink=sink, remote_name=json_name,
                     payload=build_ack_json(verdict, issued, acks.max_findings_per_invoice),
                     flow_id=verdict.flow_id, meta={**meta, "copy": True})  # fmt: skip
         enqueue(conn, kind="ack", sink=sink, remote_name=name,
