@@ -50,13 +50,14 @@ class RoutingResult:
     deliveries: list[int] = field(default_factory=list)  # outbox row ids
 
 
-def _from_pdf(doc: InvoiceDocument, flow: FlowSnapshot) -> bool:
+def _from_pdf(doc: InvoiceDocument, ident: Identification) -> bool:
     """The invoice is the flow's own Factur-X PDF (its bytes are the flow's blob)."""
-    return doc.container == "pdf" and flow.values.get("syntax") == Syntax.FACTURX_PDF.value
+    return doc.container == "pdf" and ident.syntax is Syntax.FACTURX_PDF
 
 
 def delivery_document(
     doc: InvoiceDocument,
+    ident: Identification,
     seq: int,
     target: str,
     flow: FlowSnapshot,
@@ -68,7 +69,7 @@ def delivery_document(
 
     Returns (document, is the flow's own blob): a Factur-X PDF delivered as received is sent from the
     blob store instead of being copied into the outbox row."""
-    from_pdf = _from_pdf(doc, flow)
+    from_pdf = _from_pdf(doc, ident)
     received = blobs.read(flow.sha256) if from_pdf and flow.sha256 else doc.xml
     base = delivery_base_name(flow.id, f"{seq:03d}", doc.summary.number or "")
     try:
@@ -93,10 +94,12 @@ class Router:
         self.converter = converter or Converter()
         self.decision_hooks = list(decision_hooks)
 
-    def _attachment_problem(self, doc: InvoiceDocument, flow: FlowSnapshot) -> RouteDecision | None:
+    def _attachment_problem(
+        self, doc: InvoiceDocument, ident: Identification, flow: FlowSnapshot
+    ) -> RouteDecision | None:
         """BG-24 attachments (and a Factur-X PDF's embedded files) checked before delivery, with the
         IRR_*_PJ reasons of status 501 (chorus-reference.md §3.2); None when they pass."""
-        received = self.blobs.read(flow.sha256) if _from_pdf(doc, flow) and flow.sha256 else doc.xml
+        received = self.blobs.read(flow.sha256) if _from_pdf(doc, ident) and flow.sha256 else doc.xml
         findings = check_invoice_attachments(received, doc.xml)
         if not findings:
             return None
@@ -131,8 +134,11 @@ class Router:
             if row["status"] != INVOICE_ACCEPTED:
                 continue
             summary = json.loads(row["summary_json"])
-            doc = documents().invoices[row["seq"] - 1]
-            decision = self._attachment_problem(doc, flow) or route_invoice(summary, directory, duplicates)
+            ident = documents()
+            doc = ident.invoices[row["seq"] - 1]
+            decision = self._attachment_problem(doc, ident, flow) or route_invoice(
+                summary, directory, duplicates
+            )
             for hook in self.decision_hooks:
                 hook(conn, int(row["id"]), decision)
             if not decision.routed or decision.recipient is None:
@@ -152,7 +158,7 @@ class Router:
             duplicates.remember_summary(summary)
             recipient = decision.recipient
             document, as_blob = delivery_document(
-                doc, row["seq"], recipient.syntax, flow, self.blobs, self.converter
+                doc, ident, row["seq"], recipient.syntax, flow, self.blobs, self.converter
             )
             row_id = enqueue(
                 conn,
