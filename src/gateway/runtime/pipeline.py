@@ -331,10 +331,8 @@ class Pipeline:
             with self.store.transaction() as conn:
                 values = {**self._final_values(verdict, self._enqueue_ack(conn, verdict)), **values}
                 target = transition(ctx.position, event)
-                if not self.store.advance_in(
-                    conn, ctx.flow, ctx.position.state, target.state, worker=self.worker, stage=stage,
-                    reason=reason, values=values, release=True,
-                ):  # fmt: skip
+                if not self.store.advance_in(conn, ctx.flow, ctx.position.state, target.state, worker=self.worker,
+                                             stage=stage, reason=reason, values=values, release=True):  # fmt: skip
                     raise _GuardFailed
         except _GuardFailed:
             self.log.warning("lease lost, flow left to its new owner", stage=stage)
