@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from attachment_factory import PDF_BYTES, PNG_BYTES, Spec, facturx_pdf, with_attachments
 from gateway.model import Severity
 from gateway.samples import make_cii, make_ubl
 from gateway.transforms.attachments import (
@@ -17,6 +16,7 @@ from gateway.transforms.attachments import (
     pdf_attachments,
 )
 
+from attachment_factory import PDF_BYTES, PNG_BYTES, Spec, facturx_pdf, with_attachments
 from invoice_factory import ArtefactValidator, shared_validator
 
 MAKERS = {"ubl": make_ubl, "cii": make_cii}

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from attachment_factory import PDF_BYTES, PNG_BYTES, Spec, blank_pdf, facturx_pdf, with_attachments
 from gateway.samples import make_cii, make_ubl
 from gateway.transforms.attachments import list_attachments
 from gateway.transforms.convert import Converter
@@ -20,6 +19,7 @@ from gateway.transforms.delivery_format import (
 )
 from gateway.transforms.facturx_pdf import extract_invoice_xml
 
+from attachment_factory import PDF_BYTES, PNG_BYTES, Spec, blank_pdf, facturx_pdf, with_attachments
 from invoice_factory import ArtefactValidator, shared_validator
 
 # ../shared beside the repository (a worktree under /work/wt/<name> finds it one level higher)

@@ -7,12 +7,15 @@ import argparse
 import copy
 import json
 import re
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+from sqlalchemy import select
 
 from gateway import cli
 from gateway.commands import directory as directory_cmd
@@ -20,6 +23,7 @@ from gateway.datadir import DataDir
 from gateway.statemachine import FlowState
 from gateway.store.db import InvoiceRecord, Store, new_flow_id
 from gateway.store.directory import AcceptedInvoices, DirectoryStore, import_directory, upsert_entries
+from gateway.store.models import AcceptedInvoiceKeyRow
 from gateway.transforms.directory_file import (
     CSV_COLUMNS,
     DirectoryFileError,
@@ -284,6 +288,73 @@ def test_built_extract_validates_and_imports(line_schema: jsonschema.Draft7Valid
     assert parsed.recipients[5].name == "Ville" and parsed.recipients[5].siret is None
 
 
+@pytest.fixture(scope="module")
+def search_schemas() -> dict[str, jsonschema.Draft7Validator]:
+    if not SCHEMA_FILE.exists():
+        pytest.skip(f"{SCHEMA_FILE} not found")
+    spec = json.loads(SCHEMA_FILE.read_text())
+    return {
+        name: jsonschema.Draft7Validator(
+            {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+        )
+        for name in (
+            "sirenSearchPost200Response",
+            "siretSearchPost200Response",
+            "routingCodeSearchPost200Response",
+        )
+    }
+
+
+def test_siren_siret_and_routing_code_search_answers(
+    search_schemas: dict[str, jsonschema.Draft7Validator],
+) -> None:
+    """The other Directory Service search answers load too: their own fields sit at the top level."""
+    sirens = extract(
+        {
+            "siren": "987654324",
+            "businessName": "Commune de Test",
+            "entityType": "Public",
+            "administrativeStatus": "A",
+        },
+        {"siren": "552081317", "businessName": "Fermée", "entityType": "Public", "administrativeStatus": "C"},
+    )
+    facility = afnor_line("98765432400019")["facility"]
+    facility["b2gAdditionalData"]["serviceCodeStatus"] = True
+    facility["legalUnit"] = {"siren": "987654324", "businessName": "Commune de Test"}
+    sirets = extract(facility)
+    routing = {
+        "routingIdentifier": "R-9", "siret": "98765432400019", "routingIdentifierType": "0224",
+        "routingCodeName": "Marchés", "managesLegalCommitmentCode": True, "administrativeStatus": "A",
+        "legalUnit": {"siren": "987654324"}, "facility": {"siret": "98765432400019", "siren": "987654324"},
+    }  # fmt: skip
+    routings = extract(routing)
+    for name, doc in (
+        ("sirenSearchPost200Response", sirens),
+        ("siretSearchPost200Response", sirets),
+        ("routingCodeSearchPost200Response", routings),
+    ):
+        assert list(search_schemas[name].iter_errors(doc)) == [], name
+    both = parse_directory_json(json.dumps(sirens).encode(), partner="buyer")
+    assert [(r.key, r.name, r.active) for r in both.recipients] == [
+        ("987654324//", "Commune de Test", True),
+        ("552081317//", "Fermée", False),
+    ]
+    one = parse_directory_json(json.dumps(sirets).encode()).recipients[0]
+    assert (one.key, one.name, one.service_code_required) == (
+        "987654324/98765432400019/",
+        "Établissement 98765432400019",
+        True,
+    )
+    code = parse_directory_json(json.dumps(routings).encode()).recipients[0]
+    assert (code.key, code.name, code.engagement_required, code.active) == (
+        "987654324/98765432400019/R-9", "Marchés", True, True)  # fmt: skip
+    # one file may mix them: the facility gets its routing codes as services
+    mixed = parse_directory_json(json.dumps(extract(facility, routing)).encode())
+    assert mixed.recipients[0].services == (Service("R-9", "Marchés", True),)
+    routing["administrativeStatus"] = "C"
+    assert parse_directory_json(json.dumps(routings).encode()).recipients[0].active is False
+
+
 def test_json_bad_entries_have_line_numbers(line_schema: jsonschema.Draft7Validator) -> None:
     bad_luhn = afnor_line("98765432400018")
     other_siren = afnor_line("98765432400027", facility={"siren": "732829320"})
@@ -463,15 +534,87 @@ def test_accepted_invoices(store: Store) -> None:
     key = seller_key(seller)
     assert key == "siren:123456782"
     with store.reader() as conn:
-        acc = AcceptedInvoices(conn)
+        assert not AcceptedInvoices(conn).already_accepted(key, "F-1", "2025")  # rows alone: not by default
+        acc = AcceptedInvoices(conn, statuses=("accepted",))
         assert acc.already_accepted(key, "F-1", "2025")
         assert not acc.already_accepted(key, "F-1", "2026")
         assert not acc.already_accepted("siren:732829320", "F-1", "2025")
         assert not acc.already_accepted(key, "F-2", "2025")  # rejected ones do not count
-        assert not AcceptedInvoices(conn, exclude_flow=first).already_accepted(key, "F-1", "2025")
+        assert not AcceptedInvoices(conn, exclude_flow=first, statuses=("accepted",)).already_accepted(
+            key, "F-1", "2025"
+        )
         assert AcceptedInvoices(conn, statuses=("rejected",)).already_accepted(key, "F-2", "2025")
-        acc.remember_summary({"number": "F-3", "issue_date": "2025-12-31", "seller_siret": "12345678200028"})
+        assert acc.remember_summary(
+            {"number": "F-3", "issue_date": "2025-12-31", "seller_siret": "12345678200028"}
+        )
         assert acc.already_accepted(key, "F-3", "2025")  # same legal unit, earlier in the batch
+
+
+def test_record_keeps_one_invoice_per_seller_number_year(store: Store) -> None:
+    twin = {"number": "F-9", "issue_date": "2025-06-01", "seller_siren": "123456782"}
+    key = ("siren:123456782", "F-9", "2025")
+    with store.transaction() as conn:
+        first = AcceptedInvoices(conn, exclude_flow="flow-A")
+        assert not first.already_accepted(*key)
+        assert first.record(twin)
+        assert first.already_accepted(*key)  # a twin later in the same batch
+        assert first.record(twin)  # recording again under the same flow is harmless
+        assert first.record({"number": "F-9"})  # nothing to key on: not recorded, not refused
+    with store.transaction() as conn:
+        assert AcceptedInvoices(conn).already_accepted(*key)
+        assert not AcceptedInvoices(conn, exclude_flow="flow-A").already_accepted(*key)  # a replayed flow
+        other = AcceptedInvoices(conn, exclude_flow="flow-B")
+        assert other.already_accepted(*key) and other.record(twin) is False
+    with store.transaction() as conn:
+        rolled = AcceptedInvoices(conn, exclude_flow="flow-C")
+        assert rolled.record({**twin, "number": "F-10"})
+        conn.rollback()  # the routing transaction failed: its keys go with it
+    with store.reader() as conn:
+        assert not AcceptedInvoices(conn).already_accepted("siren:123456782", "F-10", "2025")
+
+
+def test_twins_validated_before_routing_do_not_block_each_other(store: Store) -> None:
+    """Invoice rows say "accepted" from validation on; routing decides which twin is the duplicate."""
+    twin = {"number": "W-1", "issue_date": "2025-06-01", "seller_siren": "123456782"}
+    flow_a = _flow_with_invoices(store, [(twin, "accepted")])
+    flow_b = _flow_with_invoices(store, [(twin, "accepted")])
+    key = ("siren:123456782", "W-1", "2025")
+    with store.transaction() as conn:
+        routing_a = AcceptedInvoices(conn, exclude_flow=flow_a)
+        assert not routing_a.already_accepted(*key) and routing_a.record(twin)
+    with store.transaction() as conn:
+        assert AcceptedInvoices(conn, exclude_flow=flow_b).already_accepted(*key)
+
+
+def test_concurrent_twins_only_one_is_accepted(store: Store) -> None:
+    """Two flows carrying the same invoice, routed at the same time: the second waits for the first
+    commit (SQLite write lock, PostgreSQL unique index) and is refused."""
+    twin = {"number": "T-1", "issue_date": "2025-06-01", "seller_siren": "123456782"}
+    outcome: dict[str, Any] = {}
+
+    def second() -> None:
+        try:
+            with store.transaction() as conn:
+                outcome["recorded"] = AcceptedInvoices(conn, exclude_flow="flow-B").record(twin)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=second)
+    with store.transaction() as conn:
+        assert AcceptedInvoices(conn, exclude_flow="flow-A").record(twin)
+        thread.start()
+        if not store.is_sqlite:  # hold the commit until the second insert waits on the unique index
+            deadline = time.monotonic() + 30
+            with store.engine.connect() as probe:
+                while not probe.exec_driver_sql("SELECT count(*) FROM pg_locks WHERE NOT granted").scalar():
+                    assert time.monotonic() < deadline and thread.is_alive(), outcome
+                    time.sleep(0.01)
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert outcome == {"recorded": False}
+    with store.reader() as conn:
+        holders = conn.execute(select(AcceptedInvoiceKeyRow.flow_id)).scalars().all()
+    assert holders == ["flow-A"]
 
 
 # -- the sample directory routes the demo invoices ---------------------------------------------------------------
@@ -544,6 +687,9 @@ def data_dir(tmp_path: Path, store_url: str) -> Path:
     text, count = re.subn(r'(?m)^url = ""', f'url = "{store_url}"', text)
     assert count == 1
     dd.config_file.write_text(text)
+    store = Store(store_url)
+    store.migrate()  # as `gateway db upgrade` does; the directory commands only check the schema
+    store.close()
     return dd.root
 
 

@@ -21,6 +21,7 @@ from gateway.inbound.sftp_config import SftpPartnerAuth
 from gateway.inbound.sftp_server import hash_password
 from gateway.outbound.base import OutboxItem, PermanentSinkError, TransientSinkError
 from gateway.outbound.sftp_push import HostKeyRejected, SftpPushSink, SftpSinkConfig, build_sftp_sink
+
 from sshd_harness import SshdHarness, running_sshd
 
 

@@ -20,6 +20,7 @@ from gateway.store.db import Store, utcnow
 from gateway.store.models import OutboxRow
 from gateway.store.outbox import DEAD, PENDING, SENT, Outbox, enqueue
 from gateway.telemetry.metrics import Metrics
+
 from sshd_harness import SshdHarness, running_sshd
 
 PAYLOAD = b"<Invoice>delivered once</Invoice>"

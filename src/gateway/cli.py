@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, SchemaError
 
 DEFAULT_DATA_DIR = "./gateway-data"
 # Sub-command modules, each with register(subparsers); listed explicitly, never discovered by import.
@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.rules",
     "gateway.commands.sftp",
     "gateway.commands.monitor",
+    "gateway.commands.db",
     "gateway.commands.deliveries",
     "gateway.commands.directory",
 )
@@ -98,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return 2
+    except SchemaError as exc:
+        print(f"database: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -131,7 +135,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 # -- monitoring -----------------------------------------------------------------------------------
-def open_store(data_dir: Path) -> Any:
+def open_store(data_dir: Path, *, create: bool = False) -> Any:
+    """The data dir's store, at this gateway's schema: never migrated here.
+
+    `create`: a command that writes (directory import) may create the schema of an empty database,
+    as a first `gateway run` would; an older schema always waits for `gateway db upgrade`.
+    """
     from gateway.datadir import DataDir
     from gateway.store.db import Store
 
@@ -139,7 +148,9 @@ def open_store(data_dir: Path) -> Any:
     if not dd.config_file.exists():
         raise ConfigError(f"{dd.config_file}: no configuration here; is --data-dir right?")
     store = Store(dd.database_url(dd.load_config()))
-    store.migrate()
+    if create and store.current_revision() is None:
+        store.migrate()
+    store.check_schema()
     return store
 
 

@@ -76,7 +76,7 @@ def cmd_import(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except DirectoryFileError as exc:
         print(f"{args.file}: {exc}", file=sys.stderr)
         return 2
-    store = open_store(args.data_dir)
+    store = open_store(args.data_dir, create=True)
     try:
         with store.transaction() as conn:
             report = import_directory(conn, parsed, now=utcnow(), replace=args.replace)

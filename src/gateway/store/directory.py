@@ -12,22 +12,23 @@ Use in the pipeline's ROUTE stage, in the transaction that records the decisions
         directory, duplicates = DirectoryStore(conn), AcceptedInvoices(conn, exclude_flow=flow.id)
         for summary in accepted_summaries:          # in the flow's order
             decision = route_invoice(summary, directory, duplicates)
-            if decision.routed:
-                duplicates.remember_summary(summary)  # a twin later in the same batch is a DOUBLON
+            if decision.routed and not duplicates.record(summary):
+                ...  # a twin in another flow committed meanwhile: reject this one as DOUBLON
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
-from gateway.store.models import DirectoryEntryRow, InvoiceRow
+from gateway.store.models import AcceptedInvoiceKeyRow, DirectoryEntryRow, InvoiceRow
 from gateway.transforms.directory_file import ParsedDirectory, Rejected
 from gateway.transforms.route import Recipient, Service, issue_year, seller_key
 
@@ -264,10 +265,14 @@ def import_directory(
 
 
 class AcceptedInvoices:
-    """The `DuplicateCheck` protocol over the `invoices` table (rows with status in `statuses`).
+    """The `DuplicateCheck` protocol: invoices already accepted, by seller, number and year.
 
-    `exclude_flow` leaves out the invoices of the flow being routed (a retried stage must not find
-    itself); `remember` adds invoices accepted earlier in the same batch, not yet written.
+    The truth is `accepted_invoice_keys`, written by `record` when an invoice is routed. Invoice rows
+    are not looked at by default: a row may say "accepted" (validated) before its flow is routed, and two
+    twins waiting for routing must not make each other duplicates. `statuses` (e.g. ("accepted",)) adds
+    a look at the `invoices` table — for rows accepted before this table existed. `exclude_flow` is the
+    flow being routed: its own earlier keys (a replayed flow) never make it a duplicate of itself, and
+    `record` writes its keys under that flow id.
     """
 
     def __init__(
@@ -275,7 +280,7 @@ class AcceptedInvoices:
         conn: Connection,
         *,
         exclude_flow: str | None = None,
-        statuses: Sequence[str] = ("accepted",),
+        statuses: Sequence[str] = (),
     ) -> None:
         self.conn = conn
         self.exclude_flow = exclude_flow
@@ -283,17 +288,61 @@ class AcceptedInvoices:
         self._batch: set[tuple[str, str, str]] = set()
 
     def remember(self, seller: str, number: str, year: str) -> None:
+        """Count an invoice accepted earlier in the same batch (not written yet) — memory only."""
         self._batch.add((seller, number, year))
 
-    def remember_summary(self, summary: dict[str, Any]) -> None:
+    def record(self, summary: Mapping[str, Any], *, now: datetime | None = None) -> bool:
+        """Mark a routed invoice accepted: for the rest of the batch and, when the flow is known
+        (`exclude_flow`), in `accepted_invoice_keys` inside the caller's transaction. False when another
+        flow holds the same key (a twin committed meanwhile): treat the invoice as a DOUBLON."""
         seller, number, year = seller_key(summary), summary.get("number"), issue_year(summary)
-        if seller and number and year:
-            self.remember(seller, str(number).strip(), year)
+        if not (seller and number and year):
+            return True
+        number = str(number).strip()
+        self.remember(seller, number, year)
+        if self.exclude_flow is None:
+            return True
+        key = (seller[:160], number[:128], year)
+        holder = self._key_holder(*key)
+        if holder is not None:
+            return holder == self.exclude_flow
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(
+                    insert(AcceptedInvoiceKeyRow).values(
+                        seller_key=key[0],
+                        number=key[1],
+                        year=key[2],
+                        flow_id=self.exclude_flow,
+                        created_at=now or datetime.now(UTC),
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def remember_summary(self, summary: Mapping[str, Any]) -> bool:
+        """Same as `record`."""
+        return self.record(summary)
+
+    def _key_holder(self, seller: str, number: str, year: str) -> str | None:
+        return self.conn.execute(
+            select(AcceptedInvoiceKeyRow.flow_id).where(
+                AcceptedInvoiceKeyRow.seller_key == seller,
+                AcceptedInvoiceKeyRow.number == number,
+                AcceptedInvoiceKeyRow.year == year,
+            )
+        ).scalar()
 
     def already_accepted(self, seller: str, number: str, year: str) -> bool:
         if (seller, number, year) in self._batch:
             return True
-        stmt = select(InvoiceRow.summary_json, InvoiceRow.issue_date).where(
+        holder = self._key_holder(seller[:160], number[:128], year)
+        if holder is not None and holder != self.exclude_flow:
+            return True
+        if not self.statuses:
+            return False
+        stmt = select(InvoiceRow.summary_json).where(
             InvoiceRow.number == number, InvoiceRow.status.in_(self.statuses)
         )
         if self.exclude_flow is not None:
@@ -303,6 +352,6 @@ class AcceptedInvoices:
                 summary = json.loads(row.summary_json)
             except ValueError:
                 continue
-            if seller_key(summary) == seller and issue_year(summary) == year:
+            if isinstance(summary, dict) and seller_key(summary) == seller and issue_year(summary) == year:
                 return True
         return False

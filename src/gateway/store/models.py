@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 models: flows, their append-only events, invoices, schema version.
+"""SQLAlchemy 2 models: flows, their append-only events, invoices (migrations: store/migrations).
 
 Written for SQLite and PostgreSQL alike: string primary keys for flows (time-ordered ids made by the
 gateway), timezone-aware timestamps stored as UTC, partial unique index for flow dedup.
@@ -139,13 +139,6 @@ class InvoiceRow(Base):
     __table_args__ = (Index("uq_invoices_flow_seq", "flow_id", "seq", unique=True),)
 
 
-class SchemaVersionRow(Base):
-    __tablename__ = "schema_version"
-
-    version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    applied_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
 # --- directory: recipient directory (issue 17; domain.md §5, chorus-reference.md §4) ---
 class DirectoryEntryRow(Base):
     """One directory line: a legal unit (SIREN), a facility (SIRET) or a SIRET's routing code.
@@ -204,3 +197,34 @@ class OutboxRow(Base):
     receipt: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_outbox_work", "state", "next_attempt_at"),)
+
+
+# --- sftp: login lockouts (issue 16 item 8), kept across restarts ---
+class LoginLockoutRow(Base):
+    """A running lockout: `username` "" = password logins of every user from `address`."""
+
+    __tablename__ = "login_lockouts"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)  # "sftp"
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), primary_key=True)
+    locked_until: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    failures: Mapped[int] = mapped_column(Integer)
+
+
+# --- directory: invoice uniqueness keys ---
+class AcceptedInvoiceKeyRow(Base):
+    """Invoice uniqueness (domain.md §5: one number per seller and year): one row per accepted invoice,
+    written in the transaction that routes it, so two flows carrying the same invoice at once cannot
+    both pass (the second insert waits for the first commit, then conflicts → DOUBLON)."""
+
+    __tablename__ = "accepted_invoice_keys"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    seller_key: Mapped[str] = mapped_column(String(160))
+    number: Mapped[str] = mapped_column(String(128))
+    year: Mapped[str] = mapped_column(String(4))
+    flow_id: Mapped[str] = mapped_column(String(40), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("uq_accepted_invoice_keys", "seller_key", "number", "year", unique=True),)

@@ -11,7 +11,9 @@ CSV (issue 17): a header with at least the columns of `CSV_COLUMNS` (others igno
 
 JSON: an answer of `POST /v1/directory-line/search` (`{"results": [directory line, …]}`) or a bare
 list of directory lines (`directoryLinePayloadStatusLegalUnitFacilityRoutingCode` of
-`directory-service-1.3.0.json`). Mapping (chorus-reference.md §4.2):
+`directory-service-1.3.0.json`); results of `/v1/siren/search`, `/v1/siret/search` and
+`/v1/routing-code/search` are read too (`entry_kind`: their own fields are at the top level; they carry
+no electronic address). Mapping (chorus-reference.md §4.2):
 - `siren`, `siret`, `routingIdentifier` (or the same fields of `legalUnit`, `facility`, `routingCode`)
   → the line's SIREN / SIRET / routing code; `addressingIdentifier` → electronic address (BT-49);
 - name: `routingCode.routingCodeName`, else `facility.name`, else `legalUnit.businessName`;
@@ -336,28 +338,63 @@ def _agree(values: list[tuple[str, str]], what: str) -> str:
     return given[0][1] if given else ""
 
 
+_ROUTING_RESULT_KEYS = ("routingCodeName", "routingIdentifierType", "managesLegalCommitmentCode")
+_FACILITY_RESULT_KEYS = ("facilityType", "b2gAdditionalData", "siretInstructions", "name")
+_LEGAL_UNIT_RESULT_KEYS = ("businessName", "entityType", "instructions")
+
+
+def entry_kind(entry: dict[str, Any]) -> str:
+    """Which Directory Service resource an entry is: a directory line (`directory-line/search`), or a
+    result of `routing-code/search`, `siret/search` or `siren/search` (their top-level fields differ)."""
+    if any(k in entry for k in _ROUTING_RESULT_KEYS):
+        return "routing-code"
+    if "siret" in entry and any(k in entry for k in _FACILITY_RESULT_KEYS):
+        return "facility"
+    if any(k in entry for k in _LEGAL_UNIT_RESULT_KEYS):
+        return "legal-unit"
+    return "directory-line"
+
+
+def _parts(entry: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], str, str, str]:
+    """(legal unit, facility, routing code) objects of an entry, with their field-name prefixes."""
+    kind = entry_kind(entry)
+    legal = _obj(entry.get("legalUnit"), "legalUnit")
+    if kind == "legal-unit":
+        return entry, {}, {}, "", "", ""
+    if kind == "facility":
+        return legal, entry, {}, "legalUnit.", "", ""
+    facility = _obj(entry.get("facility"), "facility")
+    if kind == "routing-code":
+        return legal, facility, entry, "legalUnit.", "facility.", ""
+    return (
+        legal,
+        facility,
+        _obj(entry.get("routingCode"), "routingCode"),
+        "legalUnit.",
+        "facility.",
+        "routingCode.",
+    )
+
+
 def _json_recipient(line: Any, partner: str | None, syntax: str) -> Recipient:
     entry = _obj(line, "a directory line")
-    legal = _obj(entry.get("legalUnit"), "legalUnit")
-    facility = _obj(entry.get("facility"), "facility")
-    routing_obj = _obj(entry.get("routingCode"), "routingCode")
-    b2g = _obj(facility.get("b2gAdditionalData"), "facility.b2gAdditionalData")
+    legal, facility, routing_obj, lp, fp, rp = _parts(entry)
+    b2g = _obj(facility.get("b2gAdditionalData"), f"{fp}b2gAdditionalData")
     siren = _agree(
         [
             ("siren", _str(entry, "siren", "")),
-            ("legalUnit.siren", _str(legal, "siren", "legalUnit.")),
-            ("facility.siren", _str(facility, "siren", "facility.")),
+            (f"{lp}siren", _str(legal, "siren", lp)),
+            (f"{fp}siren", _str(facility, "siren", fp)),
         ],
         "SIREN",
     )
     siret = _agree(
-        [("siret", _str(entry, "siret", "")), ("facility.siret", _str(facility, "siret", "facility."))],
-        "SIRET",
+        [("siret", _str(entry, "siret", "")), (f"{fp}siret", _str(facility, "siret", fp))], "SIRET"
     )
     routing = _agree(
         [
             ("routingIdentifier", _str(entry, "routingIdentifier", "")),
-            ("routingCode.routingIdentifier", _str(routing_obj, "routingIdentifier", "routingCode.")),
+            (f"{rp}routingIdentifier", _str(routing_obj, "routingIdentifier", rp)),
         ],
         "routing code",
     )
@@ -367,19 +404,21 @@ def _json_recipient(line: Any, partner: str | None, syntax: str) -> Recipient:
     closed = [
         label
         for label, obj, prefix in (
-            ("legal unit", legal, "legalUnit."),
-            ("facility", facility, "facility."),
-            ("routing code", routing_obj, "routingCode."),
+            ("legal unit", legal, lp),
+            ("facility", facility, fp),
+            ("routing code", routing_obj, rp),
         )
-        if _enum(obj, "administrativeStatus", _ADMIN_STATUSES, prefix) == "C"
+        if obj and _enum(obj, "administrativeStatus", _ADMIN_STATUSES, prefix) == "C"
     ]
     name = (
-        _str(routing_obj, "routingCodeName", "routingCode.")
-        or _str(facility, "name", "facility.")
-        or _str(legal, "businessName", "legalUnit.")
+        _str(routing_obj, "routingCodeName", rp)
+        or _str(facility, "name", fp)
+        or _str(legal, "businessName", lp)
     )
-    engagement = _bool(b2g, "managesLegalCommitmentCode", "facility.b2gAdditionalData.") or _bool(
-        routing_obj, "managesLegalCommitment", "routingCode."
+    engagement = (
+        _bool(b2g, "managesLegalCommitmentCode", f"{fp}b2gAdditionalData.")
+        or _bool(routing_obj, "managesLegalCommitment", rp)
+        or _bool(routing_obj, "managesLegalCommitmentCode", rp)
     )
     return Recipient(
         siren=siren,
@@ -388,10 +427,10 @@ def _json_recipient(line: Any, partner: str | None, syntax: str) -> Recipient:
         addressing_id=addressing_v,
         name=name[:NAME_MAX],
         active=status in ("", "Enabled") and not closed,
-        service_code_required=_bool(b2g, "serviceCodeStatus", "facility.b2gAdditionalData."),
+        service_code_required=_bool(b2g, "serviceCodeStatus", f"{fp}b2gAdditionalData."),
         engagement_required=engagement,
         service_or_engagement_required=_bool(
-            b2g, "managesLegalCommitmentOrServiceCode", "facility.b2gAdditionalData."
+            b2g, "managesLegalCommitmentOrServiceCode", f"{fp}b2gAdditionalData."
         ),
         partner=partner,
         syntax=syntax,
