@@ -36,7 +36,7 @@ from gateway.transforms.delivery_format import (
     delivery_base_name,
     format_for_recipient,
 )
-from gateway.transforms.route import Recipient, RouteDecision, route_invoice
+from gateway.transforms.route import DOUBLON, STATUS_REJECTED, Recipient, RouteDecision, route_invoice
 
 MAX_FINDINGS_IN_MESSAGE = 3
 # Called in the route transaction for every decision (the lifecycle helper records 213 / 221 here).
@@ -139,6 +139,12 @@ class Router:
             decision = self._attachment_problem(doc, ident, flow) or route_invoice(
                 summary, directory, duplicates
             )
+            if decision.routed and not duplicates.record(summary):
+                # a twin routed by another flow committed meanwhile (accepted_invoice_keys is unique)
+                decision = RouteDecision(
+                    None, DOUBLON, f"invoice {row.get('number')} (BT-1) of this seller was accepted meanwhile",
+                    status_code=STATUS_REJECTED, details={"field": "BT-1"},
+                )  # fmt: skip
             for hook in self.decision_hooks:
                 hook(conn, int(row["id"]), decision)
             if not decision.routed or decision.recipient is None:
@@ -155,7 +161,6 @@ class Router:
                            reason_message=decision.message)  # fmt: skip
                 result.rejected += 1
                 continue
-            duplicates.remember_summary(summary)
             recipient = decision.recipient
             document, as_blob = delivery_document(
                 doc, ident, row["seq"], recipient.syntax, flow, self.blobs, self.converter
