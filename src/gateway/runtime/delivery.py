@@ -102,6 +102,10 @@ class DeliveryWorker:
     def _count(self, item: OutboxItem, result: str) -> None:
         self.metrics.deliveries.labels(item.sink, result).inc()
         if item.kind == "ack" and result == "ok" and not item.meta.get("copy"):
+            received = item.meta.get("received_at")
+            if received:  # from file taken to acknowledgement written
+                latency = (utcnow() - datetime.fromisoformat(str(received))).total_seconds()
+                self.metrics.flow_latency.observe(max(0.0, latency))
             self.metrics.acks_written.labels(str(item.meta.get("status", "?"))).inc()
 
     def _after_sent(self, conn: Connection, item: OutboxItem) -> None:

@@ -440,7 +440,7 @@ class Pipeline:
         self.metrics.flows_completed.labels(flow.partner, outcome.lower()).inc()
         if reason:
             self.metrics.flows_rejected.labels(reason).inc()
-        self.metrics.flow_latency.observe((datetime.now(UTC) - flow.received_at).total_seconds())
+        # gateway_flow_latency_seconds is observed when the acknowledgement is written (runtime/delivery.py)
 
 
 def report_to_dict(report: Any) -> dict[str, Any]:
