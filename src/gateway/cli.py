@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.db",
     "gateway.commands.deliveries",
     "gateway.commands.directory",
+    "gateway.commands.as2",
 )
 
 

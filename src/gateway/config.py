@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.as2.config import As2Config, PartnerAs2Config
 from gateway.errors import ConfigError
 from gateway.inbound.sftp_config import SftpPartnerAuth, SftpServerConfig
 from gateway.outbound.sftp_push import SftpSinkConfig
@@ -71,6 +72,7 @@ class PartnerConfig(Strict):
     enabled: bool = True
     folder: str = Field("", description="partner root holding in/ and out/; default partners/<id>")
     sftp: SftpPartnerAuth | None = Field(None, description="SFTP access; none = folder drops only")
+    as2: PartnerAs2Config | None = Field(None, description="AS2 station of the partner; none = no AS2")
 
 
 class DeliveryConfig(Strict):
@@ -114,6 +116,7 @@ class GatewayConfig(Strict):
         default_factory=lambda: {"demo": PartnerConfig(name="Demo partner")}
     )
     delivery: DeliveryConfig = DeliveryConfig()
+    as2: As2Config = As2Config()
     sinks: dict[str, SinkConfig] = Field(
         default_factory=dict, description="named sinks a directory line may deliver to, by id"
     )

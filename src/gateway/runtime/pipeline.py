@@ -59,6 +59,11 @@ MAX_REASON_FINDINGS = 3
 STOP_STATES = (FlowState.ACKNOWLEDGED, FlowState.REJECTED, FlowState.ROUTED)  # the flow workers' part ends
 
 
+# Called with (conn, verdict, ack file name, ack XML) in the transaction that enqueues a flow's
+# acknowledgement: other doors send it back their way too (AS2 `deliver_acks`).
+AckHook = Callable[[Connection, FlowVerdict, str, bytes], None]
+
+
 class _GuardFailed(Exception):
     """The guarded transition found the flow moved (lease lost): roll the whole transaction back."""
 
@@ -91,6 +96,7 @@ class Pipeline:
         self.metrics = metrics
         self.worker = worker_name
         self.log = structlog.get_logger("gateway.worker")
+        self.ack_hooks: list[AckHook] = []
 
     # -- driving ----------------------------------------------------------------------------------
     def process(self, flow: FlowSnapshot) -> FlowState:
@@ -422,9 +428,11 @@ class Pipeline:
             enqueue(conn, kind="ack", sink=sink, remote_name=json_name,
                     payload=build_ack_json(verdict, issued, acks.max_findings_per_invoice),
                     flow_id=verdict.flow_id, meta={**meta, "copy": True})  # fmt: skip
-        enqueue(conn, kind="ack", sink=sink, remote_name=name,
-                payload=build_ack_xml(verdict, issued, acks.max_findings_per_invoice),
+        xml = build_ack_xml(verdict, issued, acks.max_findings_per_invoice)
+        enqueue(conn, kind="ack", sink=sink, remote_name=name, payload=xml,
                 flow_id=verdict.flow_id, meta=meta)  # fmt: skip
+        for hook in self.ack_hooks:
+            hook(conn, verdict, name, xml)
         return name
 
     def _final_values(self, verdict: FlowVerdict, ack_name: str | None) -> dict[str, Any]:

@@ -228,3 +228,35 @@ class AcceptedInvoiceKeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("uq_accepted_invoice_keys", "seller_key", "number", "year", unique=True),)
+
+
+# --- as2: received AS2 messages (issue 23; RFC 4130 dispositions) ---
+class As2MessageRow(Base):
+    """One received AS2 message and what we answered: `result` is `processed` (a flow was taken,
+    `flow_id`) or the RFC 4130 error modifier (`unknown-trading-partner`, `authentication-failed`,
+    `decryption-failed`, `integrity-check-failed`, `insufficient-message-security`,
+    `duplicate-document`, `unexpected-processing-error`…). A Message-ID counts as a duplicate only
+    against a `processed` row of the same partner."""
+
+    __tablename__ = "as2_messages"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(300))
+    as2_from: Mapped[str] = mapped_column(String(130))
+    as2_to: Mapped[str] = mapped_column(String(130))
+    partner: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    result: Mapped[str] = mapped_column(String(48))
+    disposition: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[str | None] = mapped_column(Text)
+    flow_id: Mapped[str | None] = mapped_column(String(40))
+    filename: Mapped[str | None] = mapped_column(String(512))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    signed: Mapped[bool] = mapped_column(Boolean, default=False)
+    encrypted: Mapped[bool] = mapped_column(Boolean, default=False)
+    compressed: Mapped[bool] = mapped_column(Boolean, default=False)
+    mic: Mapped[str | None] = mapped_column(String(200))
+    mdn_mode: Mapped[str] = mapped_column(String(8))  # sync | async | none
+    mdn_message_id: Mapped[str | None] = mapped_column(String(300))
+
+    __table_args__ = (Index("ix_as2_messages_partner_mid", "partner", "message_id"),)
