@@ -430,7 +430,8 @@ class Pipeline:
         if acks.json_copy:
             # JSON first: the XML is the acknowledgement of record, so it lands last (the outbox sends
             # one flow's ack rows in order).
-            enqueue(conn, kind="ack", sink=sink, remote_name=ack_file_name(verdict.filename, verdict.flow_id, "json"),
+            json_name = ack_file_name(verdict.filename, verdict.flow_id, "json")
+            enqueue(conn, kind="ack", sink=sink, remote_name=json_name,
                     payload=build_ack_json(verdict, issued, acks.max_findings_per_invoice),
                     flow_id=verdict.flow_id, meta={**meta, "copy": True})  # fmt: skip
         xml = build_ack_xml(verdict, issued, acks.max_findings_per_invoice)
@@ -453,7 +454,7 @@ class Pipeline:
         self.metrics.flows_completed.labels(flow.partner, outcome.lower()).inc()
         if reason:
             self.metrics.flows_rejected.labels(reason).inc()
-        self.metrics.flow_latency.observe((datetime.now(UTC) - flow.received_at).total_seconds())
+        # gateway_flow_latency_seconds is observed when the acknowledgement is written (runtime/delivery.py)
 
 
 def report_to_dict(report: Any) -> dict[str, Any]:
