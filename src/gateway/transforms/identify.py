@@ -21,6 +21,7 @@ from gateway.transforms.facturx_pdf import LevelTable, extract_invoice_xml, norm
 from gateway.transforms.flatfile import FlatConverter, looks_like_flat
 from gateway.transforms.lifecycle_in import cdar_profile, is_cdar, looks_like_status_csv, parse_status_csv
 from gateway.transforms.xmlsafe import parse_xml
+from gateway.transforms.xslt import Stylesheets
 from gateway.transforms.zipbatch import ZipLimits, read_zip
 
 NS_UBL_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
@@ -86,11 +87,12 @@ def _describe_unknown(data: bytes) -> str:
 class Identifier:
     """Identifies flows; stylesheets and data files load lazily, once, then are reused."""
 
-    def __init__(self, limits: IdentifyLimits | None = None) -> None:
+    def __init__(self, limits: IdentifyLimits | None = None, stylesheets: Stylesheets | None = None) -> None:
         self.limits = limits or IdentifyLimits()
-        self.extractor = SummaryExtractor()
+        self.stylesheets = stylesheets or Stylesheets()  # one cache for summaries and flat files
+        self.extractor = SummaryExtractor(self.stylesheets)
         self.levels = LevelTable()
-        self.flat = FlatConverter(self.limits.flat_layout)
+        self.flat = FlatConverter(self.limits.flat_layout, self.stylesheets)
 
     @cached_property
     def _codes(self) -> dict[str, str]:
