@@ -9,11 +9,20 @@ The claim keeps the partner's file name as it was in in/ (so it fits wherever th
 inside a directory named by the flow id: claim names never grow with the partner's name length.
 Doors that receive bytes rather than a file (HTTP API, AS2) write them to the claim directory with
 `take_bytes` (temporary name, fsync, rename) and then follow the same steps.
+
+A door that streams a file in and hashes it as it arrives (the SFTP server) writes it into
+`staging_dir` (spool/tmp, emptied on start), fsyncs it, and hands it over with `take_staged`, which
+makes it a claim (rename + fsync of the claim directories) and returns: the door may confirm the
+upload then, because a durable claim always becomes exactly one flow (step 1 done; steps 2–4 by a
+recorder thread, or by `recover()` after a crash — the flow id is the claim's, so a claim recorded
+just before a crash is not recorded twice). The recorder makes the blob by a hard link when the door
+gave the hash (no second copy of the bytes).
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -41,6 +50,17 @@ class TakenFlow:
     duplicate_of: str | None
 
 
+@dataclass(frozen=True)
+class _Staged:
+    flow_id: str
+    partner: str
+    claim: Path
+    filename: str
+    sha256: str | None
+    size: int
+    source: str
+
+
 class Intake:
     def __init__(
         self,
@@ -61,6 +81,9 @@ class Intake:
         self.on_new_flow = on_new_flow
         self.log = structlog.get_logger("gateway.intake")
         self._lock = threading.Lock()  # folder scan and SFTP hints may race for one path
+        self._staged: queue.SimpleQueue[_Staged] = queue.SimpleQueue()
+        self._pending: set[str] = set()  # flow ids of staged claims the recorder has not finished
+        self._recorder: threading.Thread | None = None
 
     def take(self, partner: str, path: Path, source: str = "folder") -> TakenFlow | None:
         """Claim `path` and record it as a flow; None if another taker got there first."""
@@ -92,6 +115,72 @@ class Intake:
         fsync_dir(claim_dir)
         return self._record(flow_id, partner, claim, filename, source)
 
+    @property
+    def staging_dir(self) -> Path:
+        """Where a door streams a file it will hand to `take_staged` (spool/tmp: emptied on start)."""
+        return self.blobs.tmp
+
+    def take_staged(
+        self, partner: str, staged: Path, filename: str, sha256: str | None, size: int, source: str
+    ) -> str:
+        """Claim a file written and fsynced in `staging_dir`; returns its flow id once the claim is durable.
+
+        From then on the file is ours exactly like a claimed folder file: the background recorder (or,
+        after a crash, `recover()`) turns it into exactly one flow, named by the claim's flow id.
+        `sha256` is its hash as the door streamed it (None when it could not): the recorder then makes
+        the blob by a hard link instead of a copy.
+        """
+        flow_id = new_flow_id()
+        claim_dir = self.claims_dir / partner / flow_id
+        claim_dir.mkdir(parents=True)
+        claim = claim_dir / safe_claim_name(filename)
+        os.rename(staged, claim)
+        fsync_dir(claim_dir)  # the claim's name
+        fsync_dir(claim_dir.parent)  # the new flow-id directory's entry
+        with self._lock:
+            self._pending.add(flow_id)
+            if self._recorder is None:
+                self._recorder = threading.Thread(
+                    target=self._record_staged, name="intake-staged", daemon=True
+                )
+                self._recorder.start()
+        self._staged.put(_Staged(flow_id, partner, claim, filename, sha256, size, source))
+        return flow_id
+
+    def _record_staged(self) -> None:
+        """(recorder thread) blob by hard link, flow row, claim removed — for every staged claim."""
+        while True:
+            item = self._staged.get()
+            try:
+                self._record_one_staged(item)
+            except Exception:  # noqa: BLE001 - the claim stays; recover() records it at the next start
+                self.log.exception("staged claim not recorded", flow_id=item.flow_id, partner=item.partner)
+            finally:
+                with self._lock:
+                    self._pending.discard(item.flow_id)
+
+    def _record_one_staged(self, item: _Staged) -> None:
+        if item.sha256 is None or item.size > self.max_flow_bytes:
+            self._record(item.flow_id, item.partner, item.claim, item.filename, item.source)
+            return
+        started = time.perf_counter()
+        self.blobs.link_in(item.claim, item.sha256)
+        self._commit(
+            item.flow_id, item.partner, display_name(item.filename), item.size, item.sha256, None,
+            item.source, started,
+        )  # fmt: skip
+        self._remove_claim(item.claim)
+
+    def wait_recorded(self, timeout: float) -> bool:
+        """True once every staged claim handed over so far is recorded (tests, orderly stops)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._pending:
+                    return True
+            time.sleep(0.01)
+        return False
+
     def _record(self, flow_id: str, partner: str, claim: Path, raw_name: str, source: str) -> TakenFlow:
         filename = display_name(raw_name)
         started = time.perf_counter()
@@ -102,6 +191,21 @@ class Intake:
             refused = ReasonCode.TOO_LARGE.value  # not copied in: the acknowledgement says why
         else:
             sha, size = self.blobs.put_file(claim)
+        taken = self._commit(flow_id, partner, filename, size, sha, refused, source, started)
+        self._remove_claim(claim)
+        return taken
+
+    def _commit(
+        self,
+        flow_id: str,
+        partner: str,
+        filename: str,
+        size: int,
+        sha: str | None,
+        refused: str | None,
+        source: str,
+        started: float,
+    ) -> TakenFlow:
         received_at = datetime.now(UTC)
         duplicate_of = self.store.record_received(
             flow_id=flow_id,
@@ -114,7 +218,6 @@ class Intake:
             worker=self.worker_name,
             refused_reason=refused,
         )
-        self._remove_claim(claim)
         self.metrics.flows_received.labels(partner, source).inc()
         self.metrics.flow_bytes.observe(size)
         self.log.info(
@@ -143,6 +246,9 @@ class Intake:
                 if found is None:
                     continue
                 flow_id, claim, filename = found
+                with self._lock:
+                    if flow_id in self._pending:
+                        continue  # the recorder thread is on it
                 if self.store.flow_exists(flow_id):
                     self._remove_claim(claim)  # committed before the crash; only the delete was missing
                     continue
