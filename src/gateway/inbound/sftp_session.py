@@ -63,7 +63,15 @@ class UploadIntake(Protocol):
     def staging_dir(self) -> Path: ...
 
     def take_staged(
-        self, partner: str, staged: Path, filename: str, sha256: str | None, size: int, source: str
+        self,
+        partner: str,
+        staged: Path,
+        filename: str,
+        sha256: str | None,
+        size: int,
+        source: str,
+        *,
+        durable: bool = True,
     ) -> str: ...
 
 
@@ -661,7 +669,7 @@ def take_staged(
             os.fsync(fd)
     finally:
         os.close(fd)
-    intake.take_staged(partner, upload.temp_path, upload.name, sha, upload.size, "sftp")
+    intake.take_staged(partner, upload.temp_path, upload.name, sha, upload.size, "sftp", durable=fsync)
 
 
 def commit_file(fd: int, temp_path: Path, final_path: Path, replace: bool, fsync: bool) -> None:

@@ -122,7 +122,15 @@ class Intake:
         return self.blobs.tmp
 
     def take_staged(
-        self, partner: str, staged: Path, filename: str, sha256: str | None, size: int, source: str
+        self,
+        partner: str,
+        staged: Path,
+        filename: str,
+        sha256: str | None,
+        size: int,
+        source: str,
+        *,
+        durable: bool = True,
     ) -> str:
         """Claim a file written and fsynced in `staging_dir`; returns its flow id once the claim is durable.
 
@@ -136,8 +144,9 @@ class Intake:
         claim_dir.mkdir(parents=True)
         claim = claim_dir / safe_claim_name(filename)
         os.rename(staged, claim)
-        fsync_dir(claim_dir)  # the claim's name
-        fsync_dir(claim_dir.parent)  # the new flow-id directory's entry
+        if durable:  # False only with [sftp] fsync_uploads = false (the operator's choice: speed)
+            fsync_dir(claim_dir)  # the claim's name
+            fsync_dir(claim_dir.parent)  # the new flow-id directory's entry
         with self._lock:
             self._pending.add(flow_id)
             if self._recorder is None:
