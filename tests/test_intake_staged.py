@@ -97,3 +97,16 @@ def test_a_claim_left_by_a_crash_becomes_exactly_one_flow(tmp_path: Path) -> Non
     [flow] = _flows(store)
     assert (flow.id, flow.filename, flow.sha256) == (claim_dir.name, "c.xml", sha)
     assert not claim_dir.exists()
+
+
+def test_one_claim_failing_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    intake, store = _intake(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    bad, bad_sha = _stage(intake, b"<Invoice>bad</Invoice>")
+    good, good_sha = _stage(intake, b"<Invoice>good</Invoice>")
+    assert bad_sha[:2] != good_sha[:2]
+    (tmp_path / "blobs" / bad_sha[:2]).write_bytes(b"")  # its blob directory cannot be made
+    bad_id = intake.take_staged("acme", bad, "bad.xml", bad_sha, 22, "sftp")
+    intake.take_staged("acme", good, "good.xml", good_sha, 23, "sftp")
+    assert intake.wait_recorded(30)
+    assert [f.filename for f in _flows(store)] == ["good.xml"]
+    assert (tmp_path / "claims" / "acme" / bad_id / "bad.xml").exists()  # kept for recover() at restart

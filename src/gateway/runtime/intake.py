@@ -140,22 +140,27 @@ class Intake:
         the blob by a hard link instead of a copy.
         """
         flow_id = new_flow_id()
-        claim_dir = self.claims_dir / partner / flow_id
-        claim_dir.mkdir(parents=True)
-        claim = claim_dir / safe_claim_name(filename)
-        os.rename(staged, claim)
-        if durable:  # False only with [sftp] fsync_uploads = false (the operator's choice: speed)
-            # The claim's name. As in take_bytes, the parent is not fsynced: on a journaling file
-            # system (ext4, XFS) this fsync commits the journal up to here, the mkdir included; the
-            # parent is busy (other claims come and go), its own fsync would cost one more commit.
-            fsync_dir(claim_dir)
-        with self._lock:
+        with self._lock:  # before the claim exists: a concurrent recover() leaves it to the recorder
             self._pending.add(flow_id)
             if self._recorder is None:
                 self._recorder = threading.Thread(
                     target=self._record_staged, name="intake-staged", daemon=True
                 )
                 self._recorder.start()
+        try:
+            claim_dir = self.claims_dir / partner / flow_id
+            claim_dir.mkdir(parents=True)
+            claim = claim_dir / safe_claim_name(filename)
+            os.rename(staged, claim)
+            if durable:  # False only with [sftp] fsync_uploads = false (the operator's choice: speed)
+                # The claim's name. As in take_bytes, the parent is not fsynced: on a journaling file
+                # system (ext4, XFS) this fsync commits the journal up to here, the mkdir included; the
+                # parent is busy (other claims come and go), its own fsync would cost one more commit.
+                fsync_dir(claim_dir)
+        except BaseException:
+            with self._lock:
+                self._pending.discard(flow_id)
+            raise
         self._staged.put(_Staged(flow_id, partner, claim, filename, sha256, size, source))
         return flow_id
 
@@ -180,13 +185,20 @@ class Intake:
                     self._pending.difference_update(item.flow_id for item in batch)
 
     def _record_batch(self, batch: list[_Staged]) -> None:
+        """Each claim on its own up to the blob; then one transaction for all (one by one if it fails).
+
+        A claim whose recording fails stays where it is: `recover()` records it at the next start.
+        """
         linked: list[_Staged] = []
         for item in batch:
-            if item.sha256 is None or item.size > self.max_flow_bytes:
-                self._record(item.flow_id, item.partner, item.claim, item.filename, item.source)
-            else:
-                self.blobs.link_in(item.claim, item.sha256)
-                linked.append(item)
+            try:
+                if item.sha256 is None or item.size > self.max_flow_bytes:
+                    self._record(item.flow_id, item.partner, item.claim, item.filename, item.source)
+                else:
+                    self.blobs.link_in(item.claim, item.sha256)
+                    linked.append(item)
+            except Exception:  # noqa: BLE001 - logged; the claim stays for recover()
+                self.log.exception("staged claim not recorded", flow_id=item.flow_id, partner=item.partner)
         if not linked:
             return
         started = time.perf_counter()
@@ -198,13 +210,16 @@ class Intake:
             for item in linked
         ]  # fmt: skip
         try:
-            originals = self.store.record_received_batch(rows)
+            originals: list[str | None] = self.store.record_received_batch(rows)
         except Exception:  # noqa: BLE001 - e.g. a conflict with another node: one by one
             self.log.warning("group commit failed, recording one by one", flows=len(linked))
             for item in linked:
-                self._commit(item.flow_id, item.partner, display_name(item.filename), item.size,
-                             item.sha256, None, item.source, started)  # fmt: skip
-                self._remove_claim(item.claim)
+                try:
+                    self._commit(item.flow_id, item.partner, display_name(item.filename), item.size,
+                                 item.sha256, None, item.source, started)  # fmt: skip
+                    self._remove_claim(item.claim)
+                except Exception:  # noqa: BLE001 - logged; the claim stays for recover()
+                    self.log.exception("staged claim not recorded", flow_id=item.flow_id)
             return
         for item, original in zip(linked, originals, strict=True):
             self._announce(item.flow_id, item.partner, display_name(item.filename), item.size, item.sha256,
