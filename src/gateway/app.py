@@ -77,7 +77,9 @@ def build_gateway(data_dir: DataDir) -> Gateway:
         from gateway.runtime.sftp_service import SftpService
 
         gateway.extra_services.append(
-            SftpService(data_dir, config, gateway.upload_hint, metrics, store=gateway.store)
+            SftpService(
+                data_dir, config, gateway.upload_hint, metrics, store=gateway.store, intake=gateway.intake
+            )
         )
     if config.as2.enabled:
         from gateway.as2.wiring import install_as2

@@ -6,7 +6,9 @@ folders mapped onto `<partner root>/in` and `<partner root>/out` (sftp_jail):
 * `/in` — write new files and list. An upload is written to a hidden temporary file in `in/`
   (`.sftp-<random>.upload`, invisible to the client and ignored by the folder watcher) and published
   under its real name by an atomic, non-replacing link the moment the client *closes* the handle;
-  `on_upload(partner_id, final_path)` is then called in the event loop thread. A connection lost
+  `on_upload(partner_id, final_path)` is then called in the event loop thread. Given an `intake`
+  (the daemon's), an upload under a final name skips in/: it is streamed into the intake's staging
+  folder and recorded as a flow (blob fsynced, flow row committed) before the close is answered. A connection lost
   before the close, or a failed write, never publishes anything: the temporary file is deleted.
   A temporary name (`*.part`, `*.filepart`, `*.tmp`, `~*`: WinSCP and friends) is published under
   that name on close (the watcher ignores it) and taken when the client renames it to its final name.
@@ -45,7 +47,7 @@ from gateway.inbound.sftp_hostkey import HostKeyError, load_or_create_host_key
 from gateway.inbound.sftp_jail import PartnerArea, SftpPartner
 from gateway.inbound.sftp_limits import ConnectionLimits, RefusalLog
 from gateway.inbound.sftp_lockout import Lockout, LockoutPersistence, LoginLimiter
-from gateway.inbound.sftp_session import SftpSession, WriteAt
+from gateway.inbound.sftp_session import SftpSession, UploadIntake, WriteAt
 from gateway.telemetry.metrics import Metrics
 
 __all__ = ["HostKeyError", "SftpPartner", "SftpServer", "SftpStartError", "hash_password"]
@@ -71,6 +73,7 @@ class SftpServer:
         lockouts: LockoutPersistence | None = None,
         password_verifier: Callable[[str, str], bool] = verify_password,
         write_at: WriteAt = os.pwrite,  # a seam for fault tests (a write failing with EIO)
+        intake: UploadIntake | None = None,  # the daemon's: a close answers once the flow is recorded
     ) -> None:
         self.config = config
         self._partners = dict(partners)
@@ -81,6 +84,7 @@ class SftpServer:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.verify_password = password_verifier
         self.write_at = write_at
+        self.intake = intake
         self.limiter = LoginLimiter(
             config.max_login_failures,
             config.max_login_failures_per_address,

@@ -5,19 +5,29 @@ its real name by an atomic, non-replacing link the moment the client *closes* th
 that goes wrong before that — a failed write (ENOSPC, EIO), a size or quota limit, a lost connection —
 poisons the handle: the temporary file is deleted, the client's close gets a failure status, and
 nothing is published.
+
+With an `UploadIntake` (the daemon's), an upload under a final name is instead written straight into
+the intake's staging folder and hashed as it arrives; the close, off the event loop, fsyncs it and
+hands it to `take_staged`, which makes it a durable intake claim (a claim always becomes exactly one
+flow, crash or not): the client's close is answered only then. The flow row and the blob (a hard
+link, not a copy) follow on the intake's recorder thread; no folder scan, no second copy. Temporary names
+(`*.part`, ...) keep the in/ way: they are published under that name and taken when renamed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
+import queue
 import secrets
 import stat
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncssh
 from asyncssh import (
@@ -40,8 +50,85 @@ if TYPE_CHECKING:
     from gateway.inbound.sftp_server import SftpServer
 
 NAME_MAX_BYTES = 255
+INLINE_HASH_BYTES = 1 << 20  # past this, an upload is hashed on a helper thread (hashlib frees the GIL)
+WRITE_BEHIND_BYTES = 8 << 20  # big uploads: start writing back every 8 MiB so the close's fsync is short
 
 WriteAt = Callable[[int, memoryview, int], int]  # os.pwrite's shape: (fd, data, offset) -> bytes written
+
+
+class UploadIntake(Protocol):
+    """The daemon's intake as the SFTP server sees it (gateway.runtime.intake.Intake)."""
+
+    @property
+    def staging_dir(self) -> Path: ...
+
+    def take_staged(
+        self,
+        partner: str,
+        staged: Path,
+        filename: str,
+        sha256: str | None,
+        size: int,
+        source: str,
+        *,
+        durable: bool = True,
+    ) -> str: ...
+
+
+class StreamHash:
+    """sha256 of an upload as it is written; big uploads are hashed (and written back) on a helper thread.
+
+    The helper also asks the kernel to start writing the hashed range to disk every WRITE_BEHIND_BYTES
+    (posix_fadvise DONTNEED starts write-back without waiting), so the fsync at close has little left.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._digest = hashlib.sha256()
+        self.length = 0
+        self._queue: queue.SimpleQueue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def update(self, data: bytes) -> None:
+        if self._queue is None and self.length + len(data) <= INLINE_HASH_BYTES:
+            self._digest.update(data)
+            self.length += len(data)
+            return
+        if self._queue is None:
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(target=self._run, args=(self._queue, self.length), daemon=True)
+            self._thread.name = "sftp-hash"
+            self._thread.start()
+        self.length += len(data)
+        self._queue.put(data)
+
+    def _run(self, chunks: queue.SimpleQueue[bytes | None], hashed: int) -> None:
+        flushed = 0
+        while (chunk := chunks.get()) is not None:
+            if self._stopped:
+                continue
+            self._digest.update(chunk)
+            hashed += len(chunk)
+            if hashed - flushed >= WRITE_BEHIND_BYTES:
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(self._fd, flushed, hashed - flushed, os.POSIX_FADV_DONTNEED)
+                flushed = hashed
+
+    def hexdigest(self) -> str:
+        """The digest of everything written; blocks until the helper is done (call it off the loop)."""
+        if self._queue is not None and self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = None
+        return self._digest.hexdigest()
+
+    def cancel(self) -> None:
+        """The upload is abandoned: the helper stops hashing and ends (nothing waits for it)."""
+        self._stopped = True
+        if self._queue is not None:
+            self._queue.put(None)
+            self._queue = None
 
 
 @dataclass
@@ -55,6 +142,8 @@ class Upload:
     received: int = 0
     finished: bool = False
     failure: str | None = None
+    hash: StreamHash | None = None  # set while the upload is staged for the intake and written in order
+    staged: bool = False  # written in the intake's staging folder (handed to take_staged at close)
 
 
 @dataclass
@@ -173,9 +262,14 @@ class SftpSession(asyncssh.SFTPServer):
             self._record_upload(name, 0, 0.0, "quota")
             raise SFTPFailure(f"quota of {quota} bytes reached")
         self._check_handle_room()
-        temp_path = self._area.in_dir / f"{TEMP_UPLOAD_PREFIX}{secrets.token_hex(8)}.upload"
+        intake = self._owner.intake
+        staged = intake is not None and not self._area.is_temp_name(name)
+        folder = intake.staging_dir if intake is not None and staged else self._area.in_dir
+        temp_path = folder / f"{TEMP_UPLOAD_PREFIX}{secrets.token_hex(8)}.upload"
         fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
-        upload = Upload(name, loc.local, temp_path, fd, self._clock.monotonic())
+        upload = Upload(name, loc.local, temp_path, fd, self._clock.monotonic(), staged=staged)
+        if staged:
+            upload.hash = StreamHash(fd)
         self._track(upload)
         return upload
 
@@ -220,6 +314,12 @@ class SftpSession(asyncssh.SFTPServer):
         if auth.quota_bytes is not None and self._area.usage() + new_size - upload.size > auth.quota_bytes:
             self._abort(upload, "quota", f"quota of {auth.quota_bytes} bytes exceeded")
             raise SFTPFailure(upload.failure or "quota")
+        if upload.hash is not None:
+            if offset == upload.hash.length:
+                upload.hash.update(data)
+            else:  # a rewrite: the intake hashes the file itself
+                upload.hash.cancel()
+                upload.hash = None
         view = memoryview(data)
         try:
             while view:
@@ -269,6 +369,9 @@ class SftpSession(asyncssh.SFTPServer):
         )
 
     async def _publish(self, upload: Upload) -> None:
+        if upload.staged:
+            await self._take(upload)
+            return
         upload.finished = True
         temp_name = self._area.is_temp_name(upload.name)
         fsync = self._area.config.fsync_uploads
@@ -298,9 +401,36 @@ class SftpSession(asyncssh.SFTPServer):
         self._record_upload(upload.name, upload.size, duration, "ok")
         self._owner.notify_upload(self._partner_id, upload.final_path)
 
+    async def _take(self, upload: Upload) -> None:
+        """Durable, then recorded as a flow (its row committed), then answered: all off the event loop."""
+        intake = self._owner.intake
+        assert intake is not None
+        upload.finished = True
+        fd, upload.fd = upload.fd, -1
+        stream_hash, upload.hash = upload.hash, None
+        fsync = self._area.config.fsync_uploads
+        try:
+            await asyncio.to_thread(take_staged, intake, self._partner_id, fd, upload, stream_hash, fsync)
+        except OSError as exc:
+            self._abort(upload, "write_failed", f"could not store the file: {exc.strerror or exc}")
+            raise SFTPFailure(upload.failure or "failure") from None
+        except Exception:  # noqa: BLE001 - e.g. the database is unavailable: not confirmed, the client retries
+            self._log.exception("sftp.intake_failed", file=upload.name)
+            self._abort(upload, "write_failed", "could not record the file; try again later")
+            raise SFTPFailure(upload.failure or "failure") from None
+        finally:
+            self._forget(upload)
+        duration = self._clock.monotonic() - upload.started
+        self._count_bytes(upload.received)
+        self._area.remember(upload.name, upload.size)
+        self._record_upload(upload.name, upload.size, duration, "ok")
+
     def _abort(self, upload: Upload, result: str, reason: str) -> None:
         """The upload is not taken: its temporary file goes away, the handle answers `reason`."""
         self._forget(upload)
+        if upload.hash is not None:
+            upload.hash.cancel()
+            upload.hash = None
         if upload.fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(upload.fd)
@@ -525,6 +655,21 @@ class SftpSession(asyncssh.SFTPServer):
         for download in list(self._downloads.values()):
             self._finish_download(download)
         self._owner.session_closed()
+
+
+def take_staged(
+    intake: UploadIntake, partner: str, fd: int, upload: Upload, stream_hash: StreamHash | None, fsync: bool
+) -> None:
+    """(worker thread) fsync the staged upload, close it, and have the intake record it as a flow."""
+    try:
+        sha = stream_hash.hexdigest() if stream_hash is not None else None
+        if sha is not None and stream_hash is not None and stream_hash.length != upload.size:
+            sha = None  # not one sequential stream after all: the intake hashes the file itself
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    intake.take_staged(partner, upload.temp_path, upload.name, sha, upload.size, "sftp", durable=fsync)
 
 
 def commit_file(fd: int, temp_path: Path, final_path: Path, replace: bool, fsync: bool) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from gateway.config import GatewayConfig
 from gateway.datadir import DataDir
 from gateway.inbound.sftp_server import SftpPartner, SftpServer
+from gateway.inbound.sftp_session import UploadIntake
 from gateway.store.db import Store
 from gateway.store.lockouts import StoredLockouts
 from gateway.telemetry.metrics import Metrics
@@ -32,6 +33,7 @@ class SftpService:
         on_upload: Callable[[str, Path], None],
         metrics: Metrics,
         store: Store | None = None,  # where lockouts are kept across restarts; None = in memory only
+        intake: UploadIntake | None = None,  # records uploads at close (the close answers once committed)
     ) -> None:
         partners = {
             pid: SftpPartner(pid, data_dir.partner_root(config, pid), p.sftp)
@@ -40,7 +42,13 @@ class SftpService:
         }
         lockouts = StoredLockouts(store) if store is not None else None
         self.server = SftpServer(
-            config.sftp, partners, host_key_path(data_dir, config), on_upload, metrics, lockouts=lockouts
+            config.sftp,
+            partners,
+            host_key_path(data_dir, config),
+            on_upload,
+            metrics,
+            lockouts=lockouts,
+            intake=intake,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -46,5 +46,29 @@ class BlobStore:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def link_in(self, source: Path, sha256: str) -> None:
+        """Make fsynced `source` (same file system, content hashed by its writer) the blob `sha256`.
+
+        No copy: a hard link under the content address (`source` stays where it is), then every
+        directory the link touched or created is fsynced. Nothing to do if the blob is already stored.
+        """
+        final = self.path_for(sha256)
+        if final.exists():
+            return
+        created: list[Path] = []
+        for directory in (final.parent.parent, final.parent):
+            try:
+                directory.mkdir()
+                created.append(directory)
+            except FileExistsError:
+                pass
+        try:
+            os.link(source, final)
+        except FileExistsError:
+            return  # stored meanwhile (a twin recorded by another thread)
+        fsync_dir(final.parent)
+        for directory in reversed(created):
+            fsync_dir(directory.parent)  # the new directory's own entry
+
     def read(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -316,6 +316,49 @@ class Store:
                 )
                 return original
         raise RuntimeError(f"could not record flow {flow_id} after repeated conflicts")
+
+    def record_received_batch(self, flows: Sequence[Mapping[str, Any]]) -> list[str | None]:
+        """`record_received` for several flows in one transaction (group commit: the SFTP intake).
+
+        Each mapping holds `record_received`'s keyword arguments. All or nothing: on an error (a
+        conflict with another node) nothing is recorded and the caller records them one by one.
+        Returns each flow's `duplicate_of`, in order (a twin later in the batch points at the first).
+        """
+        originals: list[str | None] = []
+        with self.transaction() as conn:
+            for flow in flows:
+                existing = conn.execute(
+                    select(FlowRow.duplicate_of).where(FlowRow.id == flow["flow_id"])
+                ).first()
+                if existing is not None:
+                    originals.append(str(existing.duplicate_of) if existing.duplicate_of else None)
+                    continue
+                original = None
+                if flow["sha256"] is not None:
+                    original = conn.execute(
+                        select(FlowRow.id).where(
+                            FlowRow.partner == flow["partner"],
+                            FlowRow.sha256 == flow["sha256"],
+                            FlowRow.duplicate_of.is_(None),
+                        )
+                    ).scalar()
+                received_at = flow["received_at"]
+                conn.execute(
+                    insert(FlowRow).values(
+                        id=flow["flow_id"], partner=flow["partner"], source=flow["source"],
+                        filename=flow["filename"], size=flow["size"], sha256=flow["sha256"],
+                        received_at=received_at, state=FlowState.RECEIVED.value,
+                        state_changed_at=received_at, attempts=0, claims=0,
+                        refused_reason=flow.get("refused_reason"), duplicate_of=original,
+                    )
+                )  # fmt: skip
+                reason = f"{flow['source']}: {flow['filename']} ({flow['size']} bytes)"
+                if original:
+                    reason += f"; same content as flow {original}"
+                self._event(conn, flow["flow_id"], None, FlowState.RECEIVED, flow["worker"], "intake", reason,
+                            None, received_at)  # fmt: skip
+                originals.append(original)
+        return originals
 
     def flow_exists(self, flow_id: str) -> bool:
         with self.reader() as conn:
