@@ -51,15 +51,17 @@ def build_gateway(data_dir: DataDir) -> Gateway:
     return gateway
 
 
-def drop_demo_files(inbox: Path | None) -> list[Path]:
-    """Drop a few sample flows (valid UBL, valid CII, an invalid invoice, a flat-file batch, garbage)."""
+def drop_demo_files(inbox: Path | None, run: str = "") -> list[Path]:
+    """Drop a few sample flows (valid UBL, valid CII, an invalid invoice, a flat-file batch, garbage).
+
+    `run` makes names and contents unique to this start (see `samples.demo_flows`)."""
     from gateway.samples import demo_flows
 
     if inbox is None:
         return []
     inbox.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, data in demo_flows():
+    for name, data in demo_flows(run):
         tmp = inbox / f".{name}.tmp"
         tmp.write_bytes(data)
         tmp.replace(inbox / name)

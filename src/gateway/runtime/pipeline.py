@@ -18,9 +18,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from gateway.config import GatewayConfig
-from gateway.errors import PermanentError
+from gateway.errors import PermanentError, TransientError
 from gateway.model import Identification, InvoiceDocument, ReasonCode, Syntax
 from gateway.outbound.local_dir import FolderSink
 from gateway.statemachine import Event, FlowState, Position, backoff_seconds, transition
@@ -50,6 +51,9 @@ class InvoiceValidator(Protocol):
 
 
 MAX_REASON_FINDINGS = 3
+# Only these are retried with backoff (issue 15 §1): errors named transient, I/O errors, a database that
+# is busy or unreachable. Anything else is a programming error: the flow is quarantined at once.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, OSError, OperationalError, InterfaceError)
 
 
 @dataclass
@@ -117,8 +121,11 @@ class Pipeline:
             return ctx.position.state
         except PermanentError as exc:
             return self._reject(ctx, exc.reason.value, exc.message, stage)
-        except Exception as exc:  # noqa: BLE001 - anything else is transient: retry with backoff
+        except TRANSIENT_ERRORS as exc:  # retry with backoff, then quarantine
             return self._fail(ctx, stage, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a bug of ours: retrying would not help, park it now
+            self.log.exception("programming error, flow quarantined", stage=stage)
+            return self._quarantine(ctx, f"programming error at {stage}: {type(exc).__name__}: {exc}")
 
     def _step_for(self, state: FlowState) -> tuple[str, Callable[[FlowContext, float], bool]]:
         steps: dict[FlowState, tuple[str, Callable[[FlowContext, float], bool]]] = {
@@ -263,6 +270,8 @@ class Pipeline:
         verdict = self._verdict_from_store(ctx.flow)
         ack_name = self._write_ack(verdict)
         self._count_completion(ctx.flow, verdict.status, None)
+        for code in rejection_reasons(verdict):  # invoice-level reasons too (REJ_SEMAN…), once per flow
+            self.metrics.flows_rejected.labels(code).inc()
         return self._advance(
             ctx,
             Event.ACKNOWLEDGE if verdict.status == "Ok" else Event.REJECT,
@@ -317,12 +326,17 @@ class Pipeline:
         return FlowState.FAILED
 
     def _quarantine(self, ctx: FlowContext, why: str) -> FlowState:
-        """Park the flow for an operator, and still answer the sender (one ack per flow)."""
+        """Park the flow for an operator and tell the sender so (Status Pending: not a verdict).
+
+        A replay later writes the verdict under the same file name; a partner never gets Ok after Error.
+        """
         flow = ctx.flow
         verdict = FlowVerdict(
             flow.id, flow.partner, flow.filename, flow.size, flow.sha256, flow.received_at,
             reason_code=ReasonCode.INTERNAL.value,
-            reason_message="the gateway could not process this flow; it is kept for an operator to replay",
+            reason_message="held for an operator: the gateway could not process this flow yet; "
+            "the answer after the operator's replay is the verdict",
+            held=True,
         )  # fmt: skip
         try:
             ack_name: str | None = self._write_ack(verdict)
@@ -377,6 +391,15 @@ class Pipeline:
         if reason:
             self.metrics.flows_rejected.labels(reason).inc()
         self.metrics.flow_latency.observe((datetime.now(UTC) - flow.received_at).total_seconds())
+
+
+def rejection_reasons(verdict: FlowVerdict) -> list[str]:
+    """Distinct reason codes of a verdict: the flow's own, then those of its rejected invoices."""
+    codes = [verdict.reason_code] if verdict.reason_code else []
+    for inv in verdict.invoices:
+        if inv.status != INVOICE_ACCEPTED and inv.reason_code and inv.reason_code not in codes:
+            codes.append(inv.reason_code)
+    return codes
 
 
 def report_to_dict(report: Any) -> dict[str, Any]:

@@ -96,6 +96,9 @@ class Gateway:
         self.extra_services = list(extra_services or [])
         self.closers: list[Callable[[], None]] = []  # run after the workers have drained
         self._threads: list[threading.Thread] = []
+        # Flows in flight together when the previous process died: run one at a time (Store.settle_crashes)
+        self._suspects: list[str] = []
+        self._suspects_lock = threading.Lock()
 
     def sink_for(self, partner: str) -> FolderSink:
         return FolderSink(self.data_dir.outbox(self.config, partner))
@@ -115,12 +118,14 @@ class Gateway:
             path.unlink(missing_ok=True)  # half-written blobs: their claims are still there
         removed = sum(self.sink_for(pid).remove_partials() for pid in self.partners)
         recovered = self.intake.recover()
+        self._suspects = self.store.settle_crashes(all_leases=self.store.is_sqlite)
         released = self.store.release_stale_leases(all_leases=self.store.is_sqlite)
         self.log.info(
             "recovery done",
             claims_recovered=recovered,
             partial_acks_removed=removed,
             leases_released=released,
+            crash_suspects=len(self._suspects),
         )
 
     def start(self) -> None:
@@ -200,9 +205,22 @@ class Gateway:
             self.folder_source.tracker.forget(path)
             self.intake.take(partner, path, source="sftp")
 
+    def _run_suspect(self) -> bool:
+        """Run the next crash suspect alone (the lock is held meanwhile); False when there are none left."""
+        with self._suspects_lock:  # every worker takes it first: while a suspect runs, nothing else does
+            if not self._suspects:
+                return False
+            flow_id = self._suspects.pop(0)
+            flow = self.store.claim_next(self.worker_name, self.config.workers.lease_seconds, only=flow_id)
+            if flow is not None:
+                self.pipeline.process(flow)
+            return True
+
     def _worker_loop(self) -> None:
         workers = self.config.workers
         while not self.stop_event.is_set():
+            if self._run_suspect():
+                continue
             flow = self.store.claim_next(self.worker_name, workers.lease_seconds)
             if flow is None:
                 self.work_available.wait(workers.poll_interval_seconds)
