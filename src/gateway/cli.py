@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, GatewayError, SchemaError
 
 DEFAULT_DATA_DIR = "./gateway-data"
 # Sub-command modules, each with register(subparsers); listed explicitly, never discovered by import.
@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.rules",
     "gateway.commands.sftp",
     "gateway.commands.monitor",
+    "gateway.commands.db",
     "gateway.commands.doctor",
     "gateway.commands.purge",
 )
@@ -101,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return 2
+    except SchemaError as exc:
+        print(f"database: {exc}", file=sys.stderr)
+        return 2
     except GatewayError as exc:  # DataDirBusy and friends: one line, no traceback
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
@@ -174,7 +178,7 @@ def open_store(data_dir: Path) -> Any:
     if not dd.config_file.exists():
         raise ConfigError(f"{dd.config_file}: no configuration here; is --data-dir right?")
     store = Store(dd.database_url(dd.load_config()))
-    store.migrate()
+    store.check_schema()  # read-only commands never migrate
     return store
 
 
