@@ -31,7 +31,7 @@ def build_gateway(data_dir: DataDir) -> Gateway:
     )
     gateway.closers.append(validator.close)
     if config.metrics.enabled:
-        from gateway.telemetry.collectors import collect_build_info, rule_pack_versions
+        from gateway.telemetry.collectors import RulePackCollector, collect_build_info
         from gateway.telemetry.http import MonitoringServer
 
         # first to start, last to stop: ops can watch the drain
@@ -41,8 +41,9 @@ def build_gateway(data_dir: DataDir) -> Gateway:
             metrics,
             gateway.health,
             collect_build_info(),
-            rule_packs=rule_pack_versions(data_dir.rules),
+            rule_packs=[],  # gateway_rule_pack_info comes from the live RulePackCollector below
         )
+        metrics.registry.register(RulePackCollector(data_dir.rules))
         gateway.extra_services.insert(0, monitoring)
     if config.sftp.enabled:
         from gateway.runtime.sftp_service import SftpService

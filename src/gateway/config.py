@@ -53,6 +53,15 @@ class AcksConfig(Strict):
     max_findings_per_invoice: int = Field(50, ge=1)
 
 
+class RetentionConfig(Strict):
+    """What `gateway purge` may delete; 0 keeps forever (the default)."""
+
+    ack_days: int = Field(0, ge=0, description="acknowledgements in out/ older than this; 0 = keep forever")
+    blob_days: int = Field(
+        0, ge=0, description="flow copies in spool/blobs older than this; 0 = keep forever"
+    )
+
+
 class LogConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -78,6 +87,7 @@ class GatewayConfig(Strict):
     workers: WorkersConfig = WorkersConfig()
     store: StoreConfig = StoreConfig()
     acks: AcksConfig = AcksConfig()
+    retention: RetentionConfig = RetentionConfig()
     log: LogConfig = LogConfig()
     metrics: MetricsConfig = MetricsConfig()
     identify: IdentifyLimits = IdentifyLimits()

@@ -175,7 +175,11 @@ class DataDir:
         if self.database_url(config) == f"sqlite:///{database}":
             if not database.exists():  # SQLite gives -wal and -shm the mode of the database file
                 os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE_MODE))
-            for path in (database, database.with_name("gateway.db-wal"), database.with_name("gateway.db-shm")):
+            for path in (
+                database,
+                database.with_name("gateway.db-wal"),
+                database.with_name("gateway.db-shm"),
+            ):
                 _tighten(path)
         spool_device = self.claims.stat().st_dev
         for partner_id, partner in config.partners.items():

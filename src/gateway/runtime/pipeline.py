@@ -53,7 +53,12 @@ class InvoiceValidator(Protocol):
 MAX_REASON_FINDINGS = 3
 # Only these are retried with backoff (issue 15 §1): errors named transient, I/O errors, a database that
 # is busy or unreachable. Anything else is a programming error: the flow is quarantined at once.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, OSError, OperationalError, InterfaceError)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientError,
+    OSError,
+    OperationalError,
+    InterfaceError,
+)
 
 
 @dataclass
@@ -184,17 +189,17 @@ class Pipeline:
                     ReasonCode.TOO_LARGE,
                     f"file of {flow.size} bytes exceeds the limit of {self.config.intake.max_flow_bytes} bytes",
                 )
+            if flow.size == 0 or flow.sha256 is None:  # before the duplicate check: every empty file
+                raise PermanentError(ReasonCode.EMPTY_FLOW, "the file is empty")  # is IRR_VID_F
+            data = self.blobs.read(flow.sha256)
+            if not data.strip():
+                raise PermanentError(ReasonCode.EMPTY_FLOW, "the file holds only white space")
             if flow.duplicate_of:
                 raise PermanentError(
                     ReasonCode.DUPLICATE_FLOW,
                     f"same content (SHA-256 {flow.sha256}) already received from {flow.partner} as flow "
                     f"{flow.duplicate_of}",
                 )
-            if flow.size == 0 or flow.sha256 is None:
-                raise PermanentError(ReasonCode.EMPTY_FLOW, "the file is empty")
-            data = self.blobs.read(flow.sha256)
-            if not data.strip():
-                raise PermanentError(ReasonCode.EMPTY_FLOW, "the file holds only white space")
             ctx.identification = self.identifier.identify(data, flow.filename)
         return ctx.identification
 

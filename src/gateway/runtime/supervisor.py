@@ -82,6 +82,7 @@ class Gateway:
             config.intake.scan_interval_seconds,
             self.intake.take,
             watch=config.intake.watch,
+            on_skipped=self._skipped_entry,
         )
         self.pipeline = Pipeline(
             config,
@@ -102,6 +103,12 @@ class Gateway:
 
     def sink_for(self, partner: str) -> FolderSink:
         return FolderSink(self.data_dir.outbox(self.config, partner))
+
+    def _skipped_entry(self, partner: str, path: Path, kind: str) -> None:
+        """An in/ entry that is not a regular file: never taken, never answered; logged and counted."""
+        self.metrics.intake_skipped.labels(partner, kind).inc()
+        self.log.warning("entry in in/ is not a regular file: left alone", partner=partner,
+                         file=path.name, kind=kind)  # fmt: skip
 
     def upload_hint(self, partner: str, path: Path) -> None:
         """A file was completely written by a client that closed it (SFTP): take it now, no stability wait."""

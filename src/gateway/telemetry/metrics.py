@@ -35,6 +35,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.intake_skipped = Counter(
+            "gateway_intake_skipped_total",
+            "Entries of an in/ folder never taken (directory, symlink, special file), once per entry seen",
+            ["partner", "kind"],
+            registry=r,
+        )
         self.invoices = Counter(
             "gateway_invoices_total", "Invoices judged, by outcome", ["syntax", "outcome"], registry=r
         )
