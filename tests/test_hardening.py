@@ -267,10 +267,7 @@ def test_a_second_run_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
         d.drop("after.xml", make_ubl(lines=1, number="L-2"))
         wait_for(lambda: len(d.acks()) >= 2, 60, "both acks", d)
         assert d.stop() == 0
-    # once it is gone, the data dir is free again
-    with Daemon(d.data_dir) as again:
-        again.start()
-        assert again.stop() == 0
+    assert DataDir(d.data_dir).run_lock_holder() is None  # once it is gone, the data dir is free again
 
 
 # -- issue 16 §6: intake edge cases ---------------------------------------------------------------------
