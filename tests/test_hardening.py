@@ -261,7 +261,7 @@ def test_a_second_run_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
         assert time.monotonic() - started < 20
         assert second.returncode == 2
         lines = second.stderr.strip().splitlines()
-        assert len(lines) == 1 and "in use by another `gateway run`" in lines[0], second.stderr
+        assert len(lines) == 1 and "is in use by another gateway run (pid" in lines[0], second.stderr
         assert f"pid {d.proc.pid}" in lines[0]  # type: ignore[union-attr]
         # the first daemon is untouched: its work goes on (nothing recovered under it)
         d.drop("after.xml", make_ubl(lines=1, number="L-2"))

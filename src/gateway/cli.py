@@ -231,7 +231,7 @@ def _invoice_reasons(store: Any, flow_ids: list[str]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     with read_connection(store) as conn:
         for flow_id, code in conn.execute(stmt):
-            found.setdefault(flow_id, []).append(code)
+            found.setdefault(flow_id, []).append(str(code))
     return found
 
 

@@ -111,7 +111,7 @@ class DataDir:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
             os.close(fd)
             raise DataDirBusy(
-                f"{self.root} is in use by another `gateway run` (pid {holder}); stop it first"
+                f"{self.root} is in use by another gateway run (pid {holder}); stop it first"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -370,7 +370,7 @@ class Store:
         with self.transaction() as conn:
             by_owner: dict[str, list[str]] = {}
             for flow_id, owner in conn.execute(stmt.order_by(FlowRow.received_at, FlowRow.id)):
-                by_owner.setdefault(owner, []).append(flow_id)
+                by_owner.setdefault(str(owner), []).append(flow_id)
             for owner, ids in by_owner.items():
                 if len(ids) < 2:
                     continue

@@ -115,7 +115,8 @@ class _Worker:
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid
+        pid: int | None = self.process.pid
+        return pid
 
     def _receive(self, timeout: float, what: str, *, timed_out: bool = False) -> tuple[Any, ...]:
         try:
@@ -123,7 +124,8 @@ class _Worker:
             if not ready:
                 self.kill()
                 raise _WorkerLost(what, timed_out=timed_out)
-            return self.conn.recv()
+            answer: tuple[Any, ...] = self.conn.recv()
+            return answer
         except (EOFError, OSError, ConnectionError):
             raise _WorkerLost(self._death_cause()) from None
 
