@@ -37,7 +37,9 @@ class IntakeConfig(Strict):
 class WorkersConfig(Strict):
     threads: int = Field(4, ge=1, le=64)
     max_attempts: int = Field(5, ge=1, description="transient failures before quarantine")
-    max_crashes: int = Field(2, ge=1, description="claims that never finished before quarantine")
+    max_crashes: int = Field(
+        2, ge=1, description="daemon crashes charged to a flow (alone in flight) before quarantine"
+    )
     backoff_base_seconds: float = Field(2.0, gt=0)
     backoff_max_seconds: float = Field(300.0, gt=0)
     lease_seconds: float = Field(300.0, gt=0)

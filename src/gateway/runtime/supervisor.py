@@ -127,7 +127,9 @@ class Gateway:
             path.unlink(missing_ok=True)  # half-written blobs: their claims are still there
         removed = sum(self.sink_for(pid).remove_partials() for pid in self.partners)
         recovered = self.intake.recover()
-        self._suspects = self.store.settle_crashes(all_leases=self.store.is_sqlite)
+        for flow_id in self.store.settle_crashes(all_leases=self.store.is_sqlite):
+            if flow_id not in self._suspects:  # prepare() may run twice (--demo): keep the first findings
+                self._suspects.append(flow_id)
         released = self.store.release_stale_leases(all_leases=self.store.is_sqlite)
         self.log.info(
             "recovery done",
