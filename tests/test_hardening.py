@@ -183,6 +183,9 @@ def test_quarantine_then_replay_never_gives_contradicting_verdicts(
     first = read_ack(held)
     assert first["status"] == "Pending" and first["reasons"] == ["ERR_INTERNE"]  # not a verdict
     assert "held for an operator" in str(first["messages"][0])
+    from lxml import etree
+
+    etree.XMLSchema(etree.parse(str(REPO / "schemas" / "ack-1.xsd"))).assertValid(first["doc"].getroottree())
     assert main(["replay", flow_id, "--data-dir", str(world.data_dir.root)]) == 0
     assert world.run_once() is FlowState.ACKNOWLEDGED
     [final] = world.acks()
