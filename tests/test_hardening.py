@@ -231,8 +231,11 @@ def test_two_quick_sigkills_do_not_quarantine_flows_in_flight(tmp_path: Path) ->
     files = {f"big-{i}.xml": make_ubl(lines=600, number=f"BIG-{i}") for i in range(4)}
 
     def in_flight(d: Daemon) -> int:
+        """Flows leased by the running process (leases a killed one left do not count)."""
+        assert d.proc is not None
         with sqlite3.connect(d.data_dir / "gateway.db") as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM flows WHERE lease_owner IS NOT NULL").fetchone()[0])
+            query = "SELECT COUNT(*) FROM flows WHERE lease_owner LIKE ?"
+            return int(conn.execute(query, (f"%:{d.proc.pid}",)).fetchone()[0])
 
     with Daemon(tmp_path / "data") as d:
         d.start()
