@@ -17,16 +17,20 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.config import GatewayConfig, parse_config
+from gateway.config import DeliveryConfig, GatewayConfig, parse_config
 from gateway.datadir import DataDir
 from gateway.inbound.local_dir import FolderSource
 from gateway.model import Identification
-from gateway.outbound.local_dir import FolderSink
+from gateway.outbound.base import SinkResolver
+from gateway.outbound.local_dir import FolderDeliverySink
+from gateway.runtime.delivery import DeliveryWorker
 from gateway.runtime.intake import Intake
 from gateway.runtime.pipeline import Pipeline
+from gateway.runtime.routing import Router
 from gateway.statemachine import FlowState
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Store
+from gateway.store.outbox import Outbox, enqueue
 from gateway.store.queries import get_flow_detail
 from gateway.telemetry.collectors import RulePackCollector
 from gateway.telemetry.metrics import Metrics
@@ -76,9 +80,14 @@ class World:
         self.metrics = Metrics()
         self.intake = Intake(self.store, self.blobs, self.data_dir.claims, 10_000_000, "t", self.metrics)
         self.pipeline = Pipeline(
-            self.config, self.store, self.blobs, lambda p: FolderSink(self.data_dir.outbox(self.config, p)),
-            identifier or Identifier(), validator, self.metrics, "w1",  # type: ignore[arg-type]
+            self.config, self.store, self.blobs, identifier or Identifier(), validator,  # type: ignore[arg-type]
+            self.metrics, "w1", router=Router(self.config, self.blobs),
         )  # fmt: skip
+        sinks = SinkResolver()
+        sinks.register_prefix("partner:", lambda p: FolderDeliverySink(self.data_dir.outbox(self.config, p)))
+        self.delivery = DeliveryWorker(
+            self.store, Outbox(self.store, self.blobs), sinks, DeliveryConfig(), self.metrics, "d1"
+        )
 
     def drop(self, name: str, data: bytes) -> str:
         path = self.data_dir.inbox(self.config, "acme") / name
@@ -88,8 +97,12 @@ class World:
         return taken.flow_id
 
     def run_once(self, now: datetime | None = None) -> FlowState | None:
+        """One flow through the pipeline, then every due outbox row (its acknowledgement) to out/."""
         flow = self.store.claim_next("w1", 300, now=now)
-        return None if flow is None else self.pipeline.process(flow)
+        state = None if flow is None else self.pipeline.process(flow)
+        while self.delivery.run_once(now=now):
+            pass
+        return state
 
     def acks(self) -> list[Path]:
         return sorted(self.data_dir.outbox(self.config, "acme").glob("*.ack.xml"))
@@ -519,13 +532,9 @@ def test_purge_keeps_what_unfinished_work_needs(tmp_path: Path, engine: Validati
     with world.store.transaction() as conn:  # received long ago (all but new.xml)
         for fid in (old_done, unfinished, outboxed):
             conn.exec_driver_sql(f"UPDATE flows SET received_at = '2020-01-01 00:00:00' WHERE id = '{fid}'")
-        # an undelivered outbox row holds outboxed.xml's content (the delivery outbox's columns)
-        conn.exec_driver_sql(
-            "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, payload_sha256 TEXT, state TEXT)"
-        )
-        conn.exec_driver_sql(
-            f"INSERT INTO outbox (payload_sha256, state) VALUES ('{flows[outboxed]['sha256']}', 'pending')"
-        )
+        # an undelivered outbox row (a delivery to a sink that is down) holds outboxed.xml's content
+        enqueue(conn, kind="delivery", sink="partner:elsewhere", remote_name="outboxed.xml",
+                payload_sha256=str(flows[outboxed]["sha256"]), flow_id=outboxed)  # fmt: skip
     blobs = {fid: world.blobs.path_for(str(f["sha256"])) for fid, f in flows.items()}
     out = world.data_dir.outbox(world.config, "acme")
     with world.store.transaction() as conn:  # answered long ago too

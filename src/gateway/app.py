@@ -48,7 +48,9 @@ def build_gateway(data_dir: DataDir) -> Gateway:
     if config.sftp.enabled:
         from gateway.runtime.sftp_service import SftpService
 
-        gateway.extra_services.append(SftpService(data_dir, config, gateway.upload_hint, metrics))
+        gateway.extra_services.append(
+            SftpService(data_dir, config, gateway.upload_hint, metrics, store=gateway.store)
+        )
     return gateway
 
 

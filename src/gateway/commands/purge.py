@@ -6,7 +6,7 @@
   `retention.blob_days` ago — and never a blob that is still needed (`needed_blobs`): the content of
   every flow that is not finished (any state but ACKNOWLEDGED and REJECTED: a QUARANTINED flow may be
   replayed), and the payload of every outbox row not yet delivered (pending or dead: a dead row may be
-  sent again), when the store has an outbox. A blob no flow refers to at all (left by a crash before its
+  sent again). A blob no flow refers to at all (left by a crash before its
   flow row committed, whose claim was since recovered under another copy) goes by its file age.
 
 0 days (the default) keeps forever. The decision is computed first (`plan_purge`, no writes), then
@@ -142,9 +142,10 @@ def needed_blobs(conn: Any) -> set[str]:
 
     The one place to extend when something else comes to keep blobs (called inside a read transaction).
     """
-    from sqlalchemy import column, inspect, select, table
+    from sqlalchemy import select
 
-    from gateway.store.models import FlowRow
+    from gateway.store.models import FlowRow, OutboxRow
+    from gateway.store.outbox import SENT
 
     terminal = [s.value for s in TERMINAL_STATES]
     needed = set(
@@ -154,15 +155,14 @@ def needed_blobs(conn: Any) -> set[str]:
             .distinct()
         ).scalars()
     )
-    if inspect(conn).has_table("outbox"):  # the delivery outbox: pending or dead rows may still be sent
-        outbox = table("outbox", column("payload_sha256"), column("state"))
-        needed |= set(
-            conn.execute(
-                select(outbox.c.payload_sha256)
-                .where(outbox.c.state != "sent", outbox.c.payload_sha256.is_not(None))
-                .distinct()
-            ).scalars()
-        )
+    # the delivery outbox: a pending row will be sent, a dead one may be sent again (`gateway deliveries`)
+    needed |= set(
+        conn.execute(
+            select(OutboxRow.payload_sha256)
+            .where(OutboxRow.state != SENT, OutboxRow.payload_sha256.is_not(None))
+            .distinct()
+        ).scalars()
+    )
     return needed
 
 
