@@ -1,5 +1,5 @@
 """Fault suite (issue 16): the daemon is SIGKILLed at seeded random moments while files keep arriving in
-two partners' folders. Afterwards every file has exactly one flow and one acknowledgement, the expected
+two partners' folders, and validation workers are killed mid-document in between. Afterwards every file has exactly one flow and one acknowledgement, the expected
 verdict (no `Pending`: nobody innocent was quarantined), nothing is left in claim/tmp or as `.part`, and
 `gateway doctor` reports the install clean. Bounded to a couple of minutes; FAULT_KILLS=20 for a long run.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ from daemon_harness import Daemon, read_ack, wait_for
 from invoice_factory import make_cii, make_ubl
 
 SEED = int(os.environ.get("FAULT_SEED", "16"))
-KILLS = int(os.environ.get("FAULT_KILLS", "6"))
+KILLS = int(os.environ.get("FAULT_KILLS", "8"))  # half of them kill a validation worker instead
 FILES_PER_PARTNER = int(os.environ.get("FAULT_FILES", "60"))
 
 
@@ -35,6 +36,23 @@ def _files(partner: str) -> dict[str, tuple[bytes, str]]:
         else:
             files[f"{partner}-ubl-{i:03d}.xml"] = (make_ubl(lines=3, number=f"{partner}-U-{i}"), "Ok")
     return files
+
+
+def validation_workers(pid: int) -> list[int]:
+    """The daemon's validation worker processes (multiprocessing spawn children, not its resource tracker)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    workers = []
+    for child in children:
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            workers.append(int(child))
+    return workers
 
 
 @pytest.mark.slow
@@ -59,8 +77,15 @@ def test_sigkills_while_files_arrive_leave_one_flow_and_one_verdict_per_file(tmp
 
         dropper = threading.Thread(target=drop_all, daemon=True)
         dropper.start()
-        for delay in kill_after:
+        worker_kills = 0
+        for n, delay in enumerate(kill_after):
             time.sleep(delay)  # the kill lands at a seeded random moment of the daemon's work
+            assert d.proc is not None
+            if n % 2 == 1:  # every other fault: a validation worker dies mid-document (transient)
+                for pid in validation_workers(d.proc.pid)[:1]:
+                    os.kill(pid, signal.SIGKILL)
+                    worker_kills += 1
+                continue
             d.kill()
             d.start()
         dropper.join(120)
@@ -68,6 +93,7 @@ def test_sigkills_while_files_arrive_leave_one_flow_and_one_verdict_per_file(tmp
         total = len(drops)
         wait_for(lambda: sum(len(d.acks(p)) for p in partners) >= total, 300, f"{total} acks", d)
         assert d.stop() == 0
+    assert worker_kills >= 1, "no validation worker was ever killed: the test proves less than it says"
 
     flows = d.flows()
     assert sorted(name for _, name, _ in flows) == sorted(name for _, name, _ in drops)  # one flow each

@@ -478,7 +478,7 @@ def test_doctor_reports_clean_then_each_inconsistency(
 ) -> None:
     world = World(tmp_path / "data", engine)
     done = world.drop("done.xml", make_ubl(lines=1, number="D-1"))
-    world.drop("other.xml", make_ubl(lines=1, number="D-2"))
+    other = world.drop("other.xml", make_ubl(lines=1, number="D-2"))
     assert world.run_once() is FlowState.ACKNOWLEDGED
     assert world.run_once() is FlowState.ACKNOWLEDGED
     pending = world.drop("pending.xml", make_ubl(lines=1, number="D-3"))
@@ -490,6 +490,10 @@ def test_doctor_reports_clean_then_each_inconsistency(
     world.blobs.path_for(str(world.flow(pending)["flow"]["sha256"])).unlink()  # an unfinished flow's blob
     done_ack = out / str(world.flow(done)["flow"]["ack_name"])
     done_ack.unlink()
+    other_ack = out / str(world.flow(other)["flow"]["ack_name"])
+    other_ack.unlink()
+    with world.store.transaction() as conn:  # as if its delivery had given up
+        conn.exec_driver_sql(f"UPDATE outbox SET state = 'dead' WHERE flow_id = '{other}'")
     part = out / "x.ack.xml.part"
     part.write_bytes(b"half")
     _age(part, 120)
@@ -512,9 +516,9 @@ def test_doctor_reports_clean_then_each_inconsistency(
     assert main(["doctor", "--data-dir", root]) == 1
     report = capsys.readouterr().out
     for kind in ("blob_missing", "ack_missing", "part_left", "ack_without_flow", "claim_left", "tmp_left",
-                 "lease_of_dead_process"):  # fmt: skip
+                 "lease_of_dead_process", "ack_dead"):  # fmt: skip
         assert f"PROBLEM  {kind}:" in report, (kind, report)
-    assert report.strip().endswith("doctor: 7 problem(s)")
+    assert report.strip().endswith("doctor: 8 problem(s)")
     assert part.exists() and stray.exists() and claim.exists()  # read-only
 
 

@@ -3,9 +3,10 @@
 What it looks for (issue 16, fault suite):
 * flows whose blob is missing (unfinished flows always; finished ones unless `retention.blob_days` may
   have purged it);
-* finished flows (ACKNOWLEDGED, REJECTED) that never had an acknowledgement, or whose acknowledgement
-  file is not in out/ (a partner that fetches over SFTP deletes its acks: reported as a note for it;
-  `retention.ack_days` may also have purged it);
+* finished flows (ACKNOWLEDGED, REJECTED) that never had an acknowledgement, whose acknowledgement's
+  outbox row is dead, or whose acknowledgement file is not in out/ once sent (a partner that fetches over
+  SFTP deletes its acks: a note for it; `retention.ack_days` may also have purged it); an
+  acknowledgement still pending in the outbox is a note;
 * claims left in spool/claim and half-written blobs in spool/tmp older than a minute, `.part` files in
   out/ older than a minute;
 * acknowledgements in out/ whose flow the store does not know;
@@ -31,6 +32,7 @@ from typing import Any
 from gateway.config import GatewayConfig
 from gateway.datadir import DataDir
 from gateway.statemachine import TERMINAL_STATES, FlowState
+from gateway.store.outbox import DEAD, PENDING
 
 LEFTOVER_AGE_SECONDS = 60.0  # claims, tmp blobs and .part files younger than this may be in progress
 ACK_NAME = re.compile(r"^(?P<stem>.*)\.(?P<flow_id>\d{8}T\d{9}Z-[0-9a-f]{10})\.ack\.(?:xml|json)$")
@@ -103,12 +105,29 @@ def examine(data_dir: DataDir, config: GatewayConfig, store: Any, now: float | N
                FlowRow.ack_name, FlowRow.completed_at, FlowRow.lease_owner, FlowRow.lease_expires_at, FlowRow.refused_reason)  # fmt: skip
     with store.reader() as conn:
         rows = [dict(r._mapping) for r in conn.execute(select(*columns))]
+        ack_rows = _ack_outbox_states(conn)
+    for r in rows:
+        r["ack_outbox"] = ack_rows.get((r["id"], r["ack_name"]))
     report.flows = len(rows)
     known_ids = {r["id"] for r in rows}
     _check_flows(data_dir, config, rows, report, now)
     _check_spool(data_dir, report, now)
     _check_out_folders(data_dir, config, {r["partner"] for r in rows}, known_ids, report, now)
     return report
+
+
+def _ack_outbox_states(conn: Any) -> dict[tuple[str, str], str]:
+    """(flow id, ack name) → state of its newest outbox row (pending, sent, dead)."""
+    from sqlalchemy import select
+
+    from gateway.store.models import OutboxRow
+
+    stmt = (
+        select(OutboxRow.flow_id, OutboxRow.remote_name, OutboxRow.state)
+        .where(OutboxRow.kind == "ack", OutboxRow.flow_id.is_not(None))
+        .order_by(OutboxRow.id)
+    )
+    return {(flow_id, name): state for flow_id, name, state in conn.execute(stmt)}
 
 
 def _older_than_days(moment: datetime | None, days: int, now: float) -> bool:
@@ -147,6 +166,14 @@ def _check_ack(
         )
         return
     if (data_dir.outbox(config, r["partner"]) / r["ack_name"]).is_file():
+        return
+    if r["ack_outbox"] == PENDING:  # on its way (out/ may be failing: the outbox retries it)
+        report.findings.append(
+            Finding("ack_pending", f"flow {r['id']}: {r['ack_name']} not delivered yet", False)
+        )
+        return
+    if r["ack_outbox"] == DEAD:
+        report.findings.append(Finding("ack_dead", f"flow {r['id']}: delivery of {r['ack_name']} gave up"))
         return
     if _older_than_days(r["completed_at"], config.retention.ack_days, now):
         return  # purged by retention
