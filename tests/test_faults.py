@@ -40,10 +40,12 @@ def _files(partner: str) -> dict[str, tuple[bytes, str]]:
 
 def validation_workers(pid: int) -> list[int]:
     """The daemon's validation worker processes (multiprocessing spawn children, not its resource tracker)."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
+    children: list[str] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):  # a child belongs to the thread that started it
+        try:
+            children += (task / "children").read_text().split()
+        except OSError:
+            continue
     workers = []
     for child in children:
         try:
