@@ -68,8 +68,10 @@ class World:
     """A data dir with its store, intake and pipeline in this process (what `gateway run` wires)."""
 
     def __init__(self, root: Path, validator: object, identifier: Identifier | None = None,
-                 extra_toml: str = "") -> None:  # fmt: skip
+                 extra_toml: str = "", store_url: str = "") -> None:  # fmt: skip
         root.mkdir(parents=True, exist_ok=True)
+        if store_url and not store_url.startswith("sqlite"):  # PostgreSQL: the store is elsewhere
+            extra_toml += f'\n[store]\nurl = "{store_url}"\n'
         (root / "gateway.toml").write_text(WORLD_TOML + extra_toml)
         self.data_dir = DataDir(root)
         self.config: GatewayConfig = self.data_dir.load_config()
@@ -474,9 +476,9 @@ def _age(path: Path, seconds: float) -> None:
 
 
 def test_doctor_reports_clean_then_each_inconsistency(
-    tmp_path: Path, engine: ValidationEngine, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, engine: ValidationEngine, capsys: pytest.CaptureFixture[str], store_url: str
 ) -> None:
-    world = World(tmp_path / "data", engine)
+    world = World(tmp_path / "data", engine, store_url=store_url)
     done = world.drop("done.xml", make_ubl(lines=1, number="D-1"))
     other = world.drop("other.xml", make_ubl(lines=1, number="D-2"))
     assert world.run_once() is FlowState.ACKNOWLEDGED
@@ -522,9 +524,11 @@ def test_doctor_reports_clean_then_each_inconsistency(
     assert part.exists() and stray.exists() and claim.exists()  # read-only
 
 
-def test_purge_keeps_what_unfinished_work_needs(tmp_path: Path, engine: ValidationEngine,
-                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    world = World(tmp_path / "data", engine, extra_toml="\n[retention]\nack_days = 30\nblob_days = 60\n")
+def test_purge_keeps_what_unfinished_work_needs(
+    tmp_path: Path, engine: ValidationEngine, capsys: pytest.CaptureFixture[str], store_url: str
+) -> None:
+    world = World(tmp_path / "data", engine, extra_toml="\n[retention]\nack_days = 30\nblob_days = 60\n",
+                  store_url=store_url)  # fmt: skip
     old_done = world.drop("old.xml", make_ubl(lines=1, number="R-1"))
     assert world.run_once() is FlowState.ACKNOWLEDGED
     new_done = world.drop("new.xml", make_ubl(lines=1, number="R-2"))
