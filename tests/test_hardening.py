@@ -328,6 +328,26 @@ def test_entries_that_are_not_files_are_reported_once_and_left_alone(tmp_path: P
     assert [s for s in skipped if s[1] == "a-folder"] == [("acme", "a-folder", "directory")] * 2
 
 
+def test_the_daemon_counts_a_directory_dropped_in_in(tmp_path: Path, engine: ValidationEngine) -> None:
+    from gateway.runtime.supervisor import Gateway
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "gateway.toml").write_text(WORLD_TOML)
+    data_dir = DataDir(root)
+    gateway = Gateway(data_dir, data_dir.load_config(), identifier=Identifier(), validator=engine)
+    try:
+        gateway.prepare()
+        (data_dir.inbox(gateway.config, "acme") / "not-a-file").mkdir()
+        gateway.folder_source.scan_once()
+        gateway.folder_source.scan_once()  # counted once while it stays
+        registry = gateway.metrics.registry
+        labels = {"partner": "acme", "kind": "directory"}
+        assert registry.get_sample_value("gateway_intake_skipped_total", labels) == 1
+    finally:
+        gateway.store.close()
+
+
 # -- issue 16 §7: rejection metrics and the REASON column ---------------------------------------------
 def test_invoice_rejections_are_counted_and_shown(
     tmp_path: Path, engine: ValidationEngine, capsys: pytest.CaptureFixture[str]
