@@ -237,6 +237,14 @@ def test_crashes_count_only_against_a_flow_alone_in_flight(store_url: str) -> No
         store.release_stale_leases(all_leases=True)
         with store.reader() as conn:
             assert conn.exec_driver_sql(f"SELECT claims FROM flows WHERE id = '{lone}'").scalar() == 1
+        # alone, but validating: validation runs in the pool's processes, it cannot kill the daemon
+        with store.transaction() as conn:
+            conn.exec_driver_sql(f"UPDATE flows SET state = 'TRANSFORMED' WHERE id = '{ids[0]}'")
+        assert store.claim_next("host:300", 300, now=now, only=ids[0]) is not None
+        assert store.settle_crashes(all_leases=True) == []
+        store.release_stale_leases(all_leases=True)
+        with store.reader() as conn:
+            assert conn.exec_driver_sql(f"SELECT claims FROM flows WHERE id = '{ids[0]}'").scalar() == 0
     finally:
         store.close()
 

@@ -369,30 +369,35 @@ class Store:
         SIGKILL, an OOM kill of the whole daemon, a power cut hits innocent flows), so none of them is
         charged (their count goes back by the one claim) and they are returned as suspects: the caller
         runs them one at a time, so a flow that really kills the process does it alone next time and is
-        charged then. Innocent flows in flight during two quick restarts are never quarantined; a poison
-        flow is, after `max_crashes` crashes of its own.
+        charged then. A flow that was validating (TRANSFORMED) is never charged either: validation runs in
+        the worker pool's own processes, so it cannot take the daemon down (a validation worker that dies
+        is a transient error of the flow, counted in `attempts`). Innocent flows in flight during quick
+        restarts are not quarantined; a poison flow is, after `max_crashes` crashes of its own.
         """
         now = now or utcnow()
         workable = [s.value for s in WORKABLE_STATES]
-        stmt = select(FlowRow.id, FlowRow.lease_owner).where(
+        stmt = select(FlowRow.id, FlowRow.lease_owner, FlowRow.state).where(
             FlowRow.lease_owner.is_not(None), FlowRow.claims > 0, FlowRow.state.in_(workable)
         )
         if not all_leases:
             stmt = stmt.where(FlowRow.lease_expires_at < now)
         suspects: list[str] = []
         with self.transaction() as conn:
-            by_owner: dict[str, list[str]] = {}
-            for flow_id, owner in conn.execute(stmt.order_by(FlowRow.received_at, FlowRow.id)):
-                by_owner.setdefault(str(owner), []).append(flow_id)
-            for owner, ids in by_owner.items():
-                if len(ids) < 2:
-                    continue
+            by_owner: dict[str, list[tuple[str, str]]] = {}
+            for flow_id, owner, state in conn.execute(stmt.order_by(FlowRow.received_at, FlowRow.id)):
+                by_owner.setdefault(str(owner), []).append((flow_id, state))
+            for owner, held in by_owner.items():
+                validating = len(held) == 1 and held[0][1] == FlowState.TRANSFORMED.value
+                if len(held) < 2 and not validating:
+                    continue  # alone in flight in the daemon's own code: charged
+                ids = [flow_id for flow_id, _ in held]
                 conn.execute(
                     update(FlowRow)
                     .where(FlowRow.id.in_(ids), FlowRow.lease_owner == owner, FlowRow.claims > 0)
                     .values(claims=FlowRow.claims - 1)
                 )
-                suspects.extend(ids)
+                if len(held) > 1:
+                    suspects.extend(ids)
         return suspects
 
     def release_stale_leases(self, now: datetime | None = None, *, all_leases: bool = False) -> int:
