@@ -312,3 +312,18 @@ def test_replay_refuses_a_flow_that_is_not_quarantined(tmp_path: Path, engine: V
     claimed = world.drop("b.xml", make_ubl(lines=1, number="G-2"))
     assert world.store.claim_next("w9", 300) is not None  # a worker holds it
     assert not world.store.quarantine_or_replay(claimed, FlowState.QUARANTINED, "operator", "x")
+
+
+def test_attachments_are_checked_before_delivery(tmp_path: Path, engine: ValidationEngine) -> None:
+    from attachment_factory import PDF_BYTES, Spec, with_attachments
+
+    world = World(tmp_path, engine)
+    _load_directory(world)
+    good = with_attachments(make_ubl(lines=1, number="A-1"), [Spec("PJ-1", "annexe.pdf", PDF_BYTES)])
+    empty = with_attachments(make_ubl(lines=1, number="A-2"), [Spec("PJ-2", "vide.pdf", b"")])
+    flow_id = world.drop("pj.zip", _zip({"good.xml": good, "empty.xml": empty}))
+    assert world.run_once() is FlowState.ROUTED
+    ack = read_ack(world.acks()[0])
+    assert ack["flow_status"] == "IN_INTEGRE_PARTIEL" and ack["reasons"] == ["IRR_VID_PJ"]
+    (delivered,) = (tmp_path / "partners" / "buyer" / "out").iterdir()
+    assert delivered.name == f"{flow_id}_001_A-1.xml" and b"annexe.pdf" in delivered.read_bytes()

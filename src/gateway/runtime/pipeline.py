@@ -24,9 +24,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from gateway.api.webhooks import enqueue_flow_event
 from gateway.config import GatewayConfig
 from gateway.errors import PermanentError, TransientError
-from gateway.model import Identification, InvoiceDocument, ReasonCode, Syntax
+from gateway.model import LIFECYCLE_SYNTAXES, Identification, InvoiceDocument, ReasonCode, Syntax
+from gateway.runtime import lifecycle_flow
 from gateway.runtime.routing import Router
 from gateway.statemachine import Event, FlowState, Position, backoff_seconds, transition
 from gateway.store.blobs import BlobStore
@@ -68,6 +70,11 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 STOP_STATES = (FlowState.ACKNOWLEDGED, FlowState.REJECTED, FlowState.ROUTED)  # the flow workers' part ends
 
 
+# Called with (conn, verdict, ack file name, ack XML) in the transaction that enqueues a flow's
+# acknowledgement: other doors send it back their way too (AS2 `deliver_acks`).
+AckHook = Callable[[Connection, FlowVerdict, str, bytes], None]
+
+
 class _GuardFailed(Exception):
     """The guarded transition found the flow moved (lease lost): roll the whole transaction back."""
 
@@ -100,6 +107,7 @@ class Pipeline:
         self.metrics = metrics
         self.worker = worker_name
         self.log = structlog.get_logger("gateway.worker")
+        self.ack_hooks: list[AckHook] = []
 
     # -- driving ----------------------------------------------------------------------------------
     def process(self, flow: FlowSnapshot) -> FlowState:
@@ -240,6 +248,8 @@ class Pipeline:
 
     def _validate(self, ctx: FlowContext, started: float) -> bool:
         ident = self._identification(ctx)
+        if ident.syntax.value in LIFECYCLE_SYNTAXES:  # statuses, not invoices (issue 18)
+            return lifecycle_flow.validate_step(self, ctx, started)
         records = [self._judge(seq, doc, ctx.flow.partner) for seq, doc in enumerate(ident.invoices, start=1)]
         accepted = sum(1 for r in records if r.status == INVOICE_ACCEPTED)
         return self._advance(
@@ -294,7 +304,8 @@ class Pipeline:
                 if self.router is not None and any(r["status"] == INVOICE_ACCEPTED for r in rows):
                     result = self.router.route(conn, flow, rows, lambda: self._identification(ctx))
                 routed = result.routed if result else 0
-                verdict = self._verdict(flow, rows)
+                lifecycle_flow.first_statuses(self, conn, flow)  # 200 / 213 / 221 / 501 (issue 18)
+                verdict = lifecycle_flow.verdict(conn, ctx) or self._verdict(flow, rows)
                 if routed:
                     event, reason = (
                         Event.ROUTE,
@@ -304,8 +315,7 @@ class Pipeline:
                     event = Event.ACKNOWLEDGE if verdict.status == "Ok" else Event.REJECT
                     reason = f"{verdict.status} {verdict.flow_status}"
                 values = self._final_values(verdict, self._enqueue_ack(conn, verdict))
-                accepted = sum(1 for r in rows if r["status"] == INVOICE_ACCEPTED)
-                values.update(invoices_accepted=accepted, invoices_rejected=len(rows) - accepted)
+                values.update(invoices_accepted=verdict.accepted, invoices_rejected=verdict.rejected)
                 if routed:
                     values.pop("completed_at")  # completed when delivered
                 target = transition(ctx.position, event)
@@ -315,6 +325,7 @@ class Pipeline:
                     release=True,
                 ):  # fmt: skip
                     raise _GuardFailed
+                enqueue_flow_event(conn, flow.id)  # webhooks (api area), in the ack's transaction
         except _GuardFailed:
             self.log.warning("lease lost, flow left to its new owner", stage="route")
             return False
@@ -348,6 +359,7 @@ class Pipeline:
                 if not self.store.advance_in(conn, ctx.flow, ctx.position.state, target.state, worker=self.worker,
                                              stage=stage, reason=reason, values=values, release=True):  # fmt: skip
                     raise _GuardFailed
+                enqueue_flow_event(conn, ctx.flow.id)  # webhooks (api area), in the ack's transaction
         except _GuardFailed:
             self.log.warning("lease lost, flow left to its new owner", stage=stage)
             return False
@@ -440,9 +452,11 @@ class Pipeline:
             enqueue(conn, kind="ack", sink=sink, remote_name=ack_file_name(verdict.filename, verdict.flow_id, "json"),
                     payload=build_ack_json(verdict, issued, acks.max_findings_per_invoice),
                     flow_id=verdict.flow_id, meta={**meta, "copy": True})  # fmt: skip
-        enqueue(conn, kind="ack", sink=sink, remote_name=name,
-                payload=build_ack_xml(verdict, issued, acks.max_findings_per_invoice),
+        xml = build_ack_xml(verdict, issued, acks.max_findings_per_invoice)
+        enqueue(conn, kind="ack", sink=sink, remote_name=name, payload=xml,
                 flow_id=verdict.flow_id, meta=meta)  # fmt: skip
+        for hook in self.ack_hooks:
+            hook(conn, verdict, name, xml)
         return name
 
     def _final_values(self, verdict: FlowVerdict, ack_name: str | None) -> dict[str, Any]:

@@ -63,6 +63,12 @@ class Metrics:
         self.acks_written = Counter(
             "gateway_acks_written_total", "Acknowledgements written", ["status"], registry=r
         )
+        self.invoice_statuses = Counter(
+            "gateway_invoice_statuses_total",
+            "Invoice lifecycle statuses recorded, by status code (200, 203, 210...)",
+            ["code"],
+            registry=r,
+        )
         self.deliveries = Counter(
             "gateway_deliveries_total", "Deliveries by sink and result", ["sink", "result"], registry=r
         )
@@ -73,6 +79,12 @@ class Metrics:
             registry=r,
         )
         # SFTP server
+        self.as2_messages = Counter(
+            "gateway_as2_messages_total",
+            "AS2 messages received, by partner and result (processed or the RFC 4130 error modifier)",
+            ["partner", "result"],
+            registry=r,
+        )
         self.sftp_logins = Counter(
             "gateway_sftp_logins_total", "SFTP authentication attempts", ["result"], registry=r
         )

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from facturx.facturx import FACTURX_FILENAME  # type: ignore[import-untyped]
+from facturx.facturx import FACTURX_FILENAME
 from pypdf import PdfReader
 
 from gateway.errors import IdentifyError
