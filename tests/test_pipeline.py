@@ -108,8 +108,9 @@ def test_transient_failures_back_off_then_quarantine_then_replay(
     assert world.run_once(now=later) is FlowState.FAILED
     assert world.run_once(now=later + timedelta(minutes=10)) is FlowState.QUARANTINED
     assert len(world.acks()) == 1
-    ack = read_ack(world.acks()[0])
-    assert ack["reasons"] == ["ERR_INTERNE"] and ack["status"] == "Error"
+    ack = read_ack(world.acks()[0])  # held for an operator: not a verdict (issue 16 §5)
+    assert ack["reasons"] == ["ERR_INTERNE"] and ack["status"] == "Pending"
+    assert ack["flow_status"] == "IN_EN_ATTENTE_RETRAITEMENT_CPP"
     events = [(e["from_state"], e["to_state"]) for e in get_flow_detail(world.store, flow_id)["events"]]
     assert events[-1] == ("RECEIVED", "QUARANTINED") and events.count(("FAILED", "RECEIVED")) == 2
     assert "failed 3 times" in get_flow_detail(world.store, flow_id)["flow"]["reason_message"]
@@ -132,6 +133,7 @@ def test_a_flow_that_keeps_killing_workers_is_quarantined(tmp_path: Path, engine
     detail = get_flow_detail(world.store, flow_id)
     assert "without finishing" in detail["flow"]["reason_message"]
     assert read_ack(world.acks()[0])["reasons"] == ["ERR_INTERNE"]
+    assert read_ack(world.acks()[0])["status"] == "Pending"
 
 
 def test_partially_accepted_zip_batch(tmp_path: Path, engine: ValidationEngine) -> None:

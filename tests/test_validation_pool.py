@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from gateway.errors import TransientError
 from gateway.model import Syntax
 from gateway.validation.plan import ValidationConfig
-from gateway.validation.pool import ValidationPool
+from gateway.validation.pool import ValidationBug, ValidationPool, ValidationTimeout, ValidationUnavailable
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 SMALL = CORPUS / "factur-x/tests/fixtures/xml/factur-x-extended.xml"
@@ -59,45 +60,52 @@ def test_pool_validates_and_reuses_its_worker(pool: ValidationPool, small_invoic
     assert pool.worker_pids() == pids and len(pids) == 1
 
 
-def test_timeout_rejects_only_that_document(
+def test_timeout_is_retried_once_then_the_documents(
     pool: ValidationPool, small_invoice: bytes, slow_invoice: bytes
 ) -> None:
     pool.validate(small_invoice, Syntax.CII, FX_EXTENDED, "pdf")  # worker up, packs compiled
     old_pids = pool.worker_pids()
     started = time.monotonic()
-    report = pool.validate(slow_invoice, Syntax.CII, FX_EXTENDED, "pdf")
+    with pytest.raises(ValidationTimeout, match=f"timed out after {TIMEOUT:g}s") as first:
+        pool.validate(slow_invoice, Syntax.CII, FX_EXTENDED, "pdf")
     elapsed = time.monotonic() - started
-    assert report.outcome == "not_validated"
-    assert report.causes == (f"validation: timed out after {TIMEOUT:g}s",)
+    assert isinstance(first.value, TransientError)  # the machine may have been busy: retried
     assert TIMEOUT <= elapsed < TIMEOUT + 5
-    assert str(report.reason) == "REJ_SEMAN"
     for pid in old_pids:  # the stuck worker was killed, not left running
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     after = pool.validate(small_invoice, Syntax.CII, FX_EXTENDED, "pdf")
     assert after.outcome == "valid"
     assert pool.worker_pids() and pool.worker_pids() != old_pids
+    # the same document times out again: now it is the document's (rejected with the cause)
+    report = pool.validate(slow_invoice, Syntax.CII, FX_EXTENDED, "pdf")
+    assert report.outcome == "not_validated"
+    assert report.causes == (f"validation: timed out after {TIMEOUT:g}s (twice)",)
+    assert str(report.reason) == "REJ_SEMAN"
 
 
-def test_killed_worker_rejects_only_that_document(
+def test_killed_worker_is_transient_for_that_document(
     pool: ValidationPool, small_invoice: bytes, slow_invoice: bytes
 ) -> None:
     pool.validate(small_invoice, Syntax.CII, FX_EXTENDED, "pdf")
     [victim] = pool.worker_pids()
     results = {}
-    runner = threading.Thread(
-        target=lambda: results.setdefault(
-            "report", pool.validate(slow_invoice, Syntax.CII, FX_EXTENDED, "pdf")
-        )
-    )
+
+    def run() -> None:
+        try:
+            pool.validate(slow_invoice, Syntax.CII, FX_EXTENDED, "pdf")
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            results["error"] = exc
+
+    runner = threading.Thread(target=run)
     runner.start()
     time.sleep(0.5)  # the worker is now inside the (multi-second) rule run
     os.kill(victim, signal.SIGKILL)
     runner.join(30)
     assert not runner.is_alive()
-    report = results["report"]
-    assert report.outcome == "not_validated"
-    assert report.causes == ("validation: validation worker crashed (killed by SIGKILL)",)
+    error = results["error"]  # a crash is the machine's, never a rejection sent to the partner
+    assert isinstance(error, ValidationUnavailable) and isinstance(error, TransientError)
+    assert str(error) == "validation worker crashed (killed by SIGKILL)"
     after = pool.validate(small_invoice, Syntax.CII, FX_EXTENDED, "pdf")
     assert after.outcome == "valid"
     assert victim not in pool.worker_pids()
@@ -126,3 +134,30 @@ def test_workers_are_recycled_and_threads_share_the_pool(small_invoice: bytes) -
         assert len(pool.worker_pids()) <= 2
     # 6 documents, at most 2 per worker: at least 3 distinct worker processes were used
     assert len(seen_pids) >= 3
+
+
+def test_a_worker_that_cannot_start_is_transient(
+    small_invoice: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = ValidationConfig(workers=1, br_fr=False)
+    with ValidationPool(config, None) as pool:
+        pool._args = ("not a config",)  # the process starts, then dies at once (bad arguments)
+        with pytest.raises(ValidationUnavailable, match=r"validation worker crashed \(exit code 1\)"):
+            pool.validate(small_invoice, Syntax.CII, FX_EXTENDED, "pdf")
+
+        def no_more_descriptors(*_args: object, **_kw: object) -> None:
+            raise OSError(24, "Too many open files")
+
+        monkeypatch.setattr(pool._ctx, "Pipe", no_more_descriptors)  # the process cannot be created
+        with pytest.raises(ValidationUnavailable, match="could not start a validation worker: OSError"):
+            pool.validate(small_invoice, Syntax.CII, FX_EXTENDED, "pdf")
+
+
+def test_a_bug_in_the_worker_is_neither_transient_nor_the_documents(small_invoice: bytes) -> None:
+    config = ValidationConfig(workers=1, br_fr=False)
+    with ValidationPool(config, None) as pool:
+        # an unknown syntax makes our own code raise (ValueError in Syntax(...)) inside the worker
+        with pytest.raises(ValidationBug, match="ValueError") as caught:
+            pool.validate(small_invoice, "no-such-syntax", FX_EXTENDED, "pdf")  # type: ignore[arg-type]
+        assert not isinstance(caught.value, TransientError)
+        assert pool.validate(small_invoice, Syntax.CII, FX_EXTENDED, "pdf").outcome == "valid"

@@ -42,7 +42,7 @@ def build_gateway(data_dir: DataDir) -> Gateway:
     # webhook:<id> rows (api area): signed HTTP POSTs to the partners' callback URLs
     sinks.register_prefix("webhook:", webhook_sink_factory(gateway.store, config.api.webhook_timeout_seconds))
     if config.metrics.enabled:
-        from gateway.telemetry.collectors import collect_build_info, rule_pack_versions
+        from gateway.telemetry.collectors import RulePackCollector, collect_build_info
         from gateway.telemetry.http import MonitoringServer
 
         # first to start, last to stop: ops can watch the drain
@@ -52,8 +52,9 @@ def build_gateway(data_dir: DataDir) -> Gateway:
             metrics,
             gateway.health,
             collect_build_info(),
-            rule_packs=rule_pack_versions(data_dir.rules),
+            rule_packs=[],  # gateway_rule_pack_info comes from the live RulePackCollector below
         )
+        metrics.registry.register(RulePackCollector(data_dir.rules))
         gateway.extra_services.insert(0, monitoring)
     if config.api.enabled:
         from gateway.api.server import ApiServer
@@ -88,15 +89,17 @@ def build_gateway(data_dir: DataDir) -> Gateway:
     return gateway
 
 
-def drop_demo_files(inbox: Path | None) -> list[Path]:
-    """Drop a few sample flows (valid UBL, valid CII, an invalid invoice, a flat-file batch, garbage)."""
+def drop_demo_files(inbox: Path | None, run: str = "") -> list[Path]:
+    """Drop a few sample flows (valid UBL, valid CII, an invalid invoice, a flat-file batch, garbage).
+
+    `run` makes names and contents unique to this start (see `samples.demo_flows`)."""
     from gateway.samples import demo_flows
 
     if inbox is None:
         return []
     inbox.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, data in demo_flows():
+    for name, data in demo_flows(run):
         tmp = inbox / f".{name}.tmp"
         tmp.write_bytes(data)
         tmp.replace(inbox / name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -12,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import ConfigError, SchemaError
+from gateway import __version__
+from gateway.errors import ConfigError, GatewayError, SchemaError
 
 DEFAULT_DATA_DIR = "./gateway-data"
 # Sub-command modules, each with register(subparsers); listed explicitly, never discovered by import.
@@ -27,6 +29,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.directory",
     "gateway.commands.as2",
     "gateway.commands.api",
+    "gateway.commands.doctor",
+    "gateway.commands.purge",
 )
 
 
@@ -58,6 +62,7 @@ def parse_since(text: str) -> datetime:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="EDI flow gateway for French e-invoicing")
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the gateway daemon (creates the data dir on first start)")
@@ -101,34 +106,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at interpreter exit
+        return code
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return 2
     except SchemaError as exc:
         print(f"database: {exc}", file=sys.stderr)
         return 2
+    except GatewayError as exc:  # DataDirBusy and friends: one line, no traceback
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `gateway flows | head`: the reader left; say nothing more
+        _silence_stdout()
+        return 141
+    except OSError as exc:  # a read-only or full data dir, a missing folder: name the path
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"gateway: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if not isinstance(exc, SQLAlchemyError):
+            raise
+        first_line = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0]
+        print(f"gateway: database error: {first_line}", file=sys.stderr)
+        return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise BrokenPipeError."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 # -- run ------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import build_gateway, drop_demo_files
-    from gateway.datadir import DataDir
+    from gateway.datadir import DAEMON_UMASK, DataDir
 
+    os.umask(DAEMON_UMASK)  # files 0600, folders 0700 unless made otherwise on purpose (datadir.py)
     data_dir = DataDir(args.data_dir.resolve())
-    created = data_dir.write_default_config()
-    gateway = build_gateway(data_dir)
-    if created:
-        gateway.log.info("first start: wrote default configuration", path=str(data_dir.config_file))
-    if args.demo:
-        gateway.prepare()
-        for path in drop_demo_files(
-            data_dir.inbox(gateway.config, "demo") if "demo" in gateway.config.partners else None
-        ):
-            gateway.log.info("demo file dropped", file=path.name)
-    return gateway.run_forever()
+    data_dir.create_root()
+    run_lock = data_dir.lock_for_run()  # before anything else: recovery assumes it is alone
+    try:
+        created = data_dir.write_default_config()
+        gateway = build_gateway(data_dir)
+        if created:
+            gateway.log.info("first start: wrote default configuration", path=str(data_dir.config_file))
+        if args.demo:
+            gateway.prepare()
+            run_tag = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+            for path in drop_demo_files(
+                data_dir.inbox(gateway.config, "demo") if "demo" in gateway.config.partners else None, run_tag
+            ):
+                gateway.log.info("demo file dropped", file=path.name)
+        return gateway.run_forever()
+    finally:
+        os.close(run_lock)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -180,15 +219,39 @@ def cmd_flows(args: argparse.Namespace) -> int:
     print(
         f"{'FLOW':<31} {'RECEIVED':<19} {'PARTNER':<12} {'STATE':<12} {'SYNTAX':<24} {'INV':>7}  FILE / REASON"
     )
+    invoice_reasons = _invoice_reasons(store, [r["id"] for r in rows if r["invoices_rejected"]])
     for r in rows:
         counts = f"{r['invoices_accepted']}/{r['invoice_count']}"
-        reason = f"  [{r['reason_code']}]" if r["reason_code"] else ""
+        codes = [r["reason_code"]] if r["reason_code"] else invoice_reasons.get(r["id"], [])
+        reason = f"  [{', '.join(codes)}]" if codes else ""
         print(
             f"{r['id']:<31} {_short_time(r['received_at']):<19} {r['partner'][:12]:<12} {r['state']:<12} "
             f"{(r['syntax_code'] or '-')[:24]:<24} {counts:>7}  {r['filename']}{reason}"
         )
     print(f"({len(rows)} flow(s))")
     return 0
+
+
+def _invoice_reasons(store: Any, flow_ids: list[str]) -> dict[str, list[str]]:
+    """The distinct reason codes of the rejected invoices of each flow (REJ_SEMAN, REJ_UNI…)."""
+    if not flow_ids:
+        return {}
+    from sqlalchemy import select
+
+    from gateway.store.models import InvoiceRow
+    from gateway.store.queries import read_connection
+
+    stmt = (
+        select(InvoiceRow.flow_id, InvoiceRow.reason_code)
+        .where(InvoiceRow.flow_id.in_(flow_ids), InvoiceRow.reason_code.is_not(None))
+        .distinct()
+        .order_by(InvoiceRow.flow_id, InvoiceRow.reason_code)
+    )
+    found: dict[str, list[str]] = {}
+    with read_connection(store) as conn:
+        for flow_id, code in conn.execute(stmt):
+            found.setdefault(flow_id, []).append(str(code))
+    return found
 
 
 def cmd_flow(args: argparse.Namespace) -> int:

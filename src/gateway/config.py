@@ -39,7 +39,9 @@ class IntakeConfig(Strict):
 class WorkersConfig(Strict):
     threads: int = Field(4, ge=1, le=64)
     max_attempts: int = Field(5, ge=1, description="transient failures before quarantine")
-    max_crashes: int = Field(2, ge=1, description="claims that never finished before quarantine")
+    max_crashes: int = Field(
+        2, ge=1, description="daemon crashes charged to a flow (alone in flight) before quarantine"
+    )
     backoff_base_seconds: float = Field(2.0, gt=0)
     backoff_max_seconds: float = Field(300.0, gt=0)
     lease_seconds: float = Field(300.0, gt=0)
@@ -53,6 +55,15 @@ class StoreConfig(Strict):
 class AcksConfig(Strict):
     json_copy: bool = Field(False, description="also write the acknowledgement as JSON")
     max_findings_per_invoice: int = Field(50, ge=1)
+
+
+class RetentionConfig(Strict):
+    """What `gateway purge` may delete; 0 keeps forever (the default)."""
+
+    ack_days: int = Field(0, ge=0, description="acknowledgements in out/ older than this; 0 = keep forever")
+    blob_days: int = Field(
+        0, ge=0, description="flow copies in spool/blobs older than this; 0 = keep forever"
+    )
 
 
 class LogConfig(Strict):
@@ -151,6 +162,7 @@ class GatewayConfig(Strict):
     workers: WorkersConfig = WorkersConfig()
     store: StoreConfig = StoreConfig()
     acks: AcksConfig = AcksConfig()
+    retention: RetentionConfig = RetentionConfig()
     log: LogConfig = LogConfig()
     metrics: MetricsConfig = MetricsConfig()
     api: ApiConfig = ApiConfig()

@@ -398,18 +398,24 @@ def make_flat(
 # -- validation with the real artefacts ---------------------------------------------------------------------
 
 
-def demo_flows() -> list[tuple[str, bytes]]:
-    """What `gateway run --demo` drops: flows a newcomer can watch being answered."""
-    invalid = etree.fromstring(make_ubl(lines=2, number="DEMO-BAD-1"))
+def demo_flows(run: str = "") -> list[tuple[str, bytes]]:
+    """What `gateway run --demo` drops: flows a newcomer can watch being answered.
+
+    `run` (e.g. a time stamp) goes into every invoice number and file name, so the files of a second
+    `--demo` start are new flows, not AlreadyExistingFlow copies of the first ones.
+    """
+    tag = f"-{run}" if run else ""
+    invalid = etree.fromstring(make_ubl(lines=2, number=f"DEMO-BAD-1{tag}"))
     payable = invalid.find(f".//{{{CBC}}}PayableAmount")
     assert payable is not None
     payable.text = "999.99"  # breaks BR-CO-16: amount due ≠ total with VAT − prepaid
     return [
-        ("demo-ubl-invoice.xml", make_ubl(lines=3, number="DEMO-UBL-1")),
-        ("demo-cii-invoice.xml", make_cii(lines=2, number="DEMO-CII-1")),
-        ("demo-credit-note.xml", make_ubl(lines=1, number="DEMO-CN-1", type_code="381")),
-        ("demo-flat-batch.txt", make_flat(invoices=2)),
-        ("demo-invalid-totals.xml", etree.tostring(invalid, xml_declaration=True, encoding="UTF-8")),
-        ("demo-not-an-invoice.txt", b"Hello, this is not an invoice.\n"),
-        ("demo-empty.xml", b""),
-    ]
+        (f"demo-ubl-invoice{tag}.xml", make_ubl(lines=3, number=f"DEMO-UBL-1{tag}")),
+        (f"demo-cii-invoice{tag}.xml", make_cii(lines=2, number=f"DEMO-CII-1{tag}")),
+        (f"demo-credit-note{tag}.xml", make_ubl(lines=1, number=f"DEMO-CN-1{tag}", type_code="381")),
+        (f"demo-flat-batch{tag}.txt",
+         make_flat(invoices=[{"number": f"FL-{i:04d}{tag}"[:30]} for i in (1, 2)])),
+        (f"demo-invalid-totals{tag}.xml", etree.tostring(invalid, xml_declaration=True, encoding="UTF-8")),
+        (f"demo-not-an-invoice{tag}.txt", f"Hello, this is not an invoice{tag}.\n".encode()),
+        (f"demo-empty{tag}.xml", b""),
+    ]  # fmt: skip

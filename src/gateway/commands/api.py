@@ -36,11 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     revoke.set_defaults(func=cmd_revoke)
 
 
-def _open(data_dir: Path) -> tuple[object, object]:
+def _open(data_dir: Path, *, create: bool = False) -> tuple[object, object]:
     from gateway.cli import open_store
     from gateway.datadir import DataDir
 
-    store = open_store(data_dir)
+    store = open_store(data_dir, create=create)
     config = DataDir(data_dir.resolve()).load_config()
     return store, config
 
@@ -50,7 +50,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     from gateway.config import GatewayConfig
     from gateway.store.db import Store
 
-    store, config = _open(args.data_dir)
+    store, config = _open(args.data_dir, create=True)  # before the first start, like directory import
     assert isinstance(store, Store) and isinstance(config, GatewayConfig)
     if args.partner not in config.partners:
         known = ", ".join(config.partners) or "none"

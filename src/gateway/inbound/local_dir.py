@@ -2,6 +2,11 @@
 
 A file is taken once it is *stable*: not a temporary name, and its (size, mtime) unchanged for
 `min_age` seconds across two looks. Taking it is the intake's job (claim by atomic rename).
+
+Anything else in an in/ folder — a directory, a symbolic link, a FIFO or device — is never taken (a
+directory has no content to acknowledge, a link may point anywhere): `on_skipped(partner, path, kind)` is
+called once per such entry while it stays there, and the daemon logs it and counts it in
+`gateway_intake_skipped_total{partner,kind}` (issue 16 §6).
 """
 
 from __future__ import annotations
@@ -60,7 +65,19 @@ class StabilityTracker:
         return max(0.0, min(s.since for s in self.seen.values()) + self.min_age - now)
 
 
-def scan_inbox(inbox: Path) -> Iterator[tuple[Path, os.stat_result]]:
+def entry_kind(entry: os.DirEntry[str]) -> str:
+    """`file`, `directory`, `symlink` or `special` (FIFO, socket, device), never following links."""
+    if entry.is_symlink():
+        return "symlink"
+    if entry.is_dir(follow_symlinks=False):
+        return "directory"
+    return "file" if entry.is_file(follow_symlinks=False) else "special"
+
+
+def scan_inbox(
+    inbox: Path, skipped: Callable[[Path, str], None] | None = None
+) -> Iterator[tuple[Path, os.stat_result]]:
+    """The regular files of `inbox` (temporary names left out); other entries go to `skipped`."""
     try:
         entries = list(os.scandir(inbox))
     except FileNotFoundError:
@@ -69,7 +86,10 @@ def scan_inbox(inbox: Path) -> Iterator[tuple[Path, os.stat_result]]:
         if is_temporary_name(entry.name):
             continue
         try:
-            if not entry.is_file(follow_symlinks=False):
+            kind = entry_kind(entry)
+            if kind != "file":
+                if skipped is not None:
+                    skipped(Path(entry.path), kind)
                 continue
             yield Path(entry.path), entry.stat(follow_symlinks=False)
         except FileNotFoundError:
@@ -86,6 +106,7 @@ class FolderSource:
         scan_interval: float,
         take: Callable[[str, Path], object],
         watch: bool = True,
+        on_skipped: Callable[[str, Path, str], None] | None = None,
     ) -> None:
         self.inboxes = dict(inboxes)
         self.scan_interval = scan_interval
@@ -93,6 +114,8 @@ class FolderSource:
         self.tracker = StabilityTracker(min_age)
         self.wake = threading.Event()
         self.watch = watch
+        self.on_skipped = on_skipped
+        self._skipped_seen: set[Path] = set()  # reported once while they stay
         self._observer: object | None = None
 
     def start_watching(self) -> None:
@@ -126,12 +149,20 @@ class FolderSource:
         now, wall_now = time.monotonic(), time.time()
         present: set[Path] = set()
         taken = 0
+        skipped_now: set[Path] = set()
         for partner, inbox in self.inboxes.items():
-            for path, st in scan_inbox(inbox):
+
+            def skipped(path: Path, kind: str, partner: str = partner) -> None:
+                skipped_now.add(path)
+                if path not in self._skipped_seen and self.on_skipped is not None:
+                    self.on_skipped(partner, path, kind)
+
+            for path, st in scan_inbox(inbox, skipped):
                 present.add(path)
                 if self.tracker.observe(path, st.st_size, st.st_mtime_ns, now, wall_now):
                     self.tracker.forget(path)
                     self.take(partner, path)
                     taken += 1
         self.tracker.prune(present)
+        self._skipped_seen = skipped_now
         return taken

@@ -22,10 +22,11 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from gateway.api.webhooks import enqueue_flow_event
 from gateway.config import GatewayConfig
-from gateway.errors import PermanentError
+from gateway.errors import PermanentError, TransientError
 from gateway.model import LIFECYCLE_SYNTAXES, Identification, InvoiceDocument, ReasonCode, Syntax
 from gateway.runtime import lifecycle_flow
 from gateway.runtime.routing import Router
@@ -58,6 +59,14 @@ class InvoiceValidator(Protocol):
 
 
 MAX_REASON_FINDINGS = 3
+# Only these are retried with backoff (issue 15 §1): errors named transient, I/O errors, a database that
+# is busy or unreachable. Anything else is a programming error: the flow is quarantined at once.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientError,
+    OSError,
+    OperationalError,
+    InterfaceError,
+)
 STOP_STATES = (FlowState.ACKNOWLEDGED, FlowState.REJECTED, FlowState.ROUTED)  # the flow workers' part ends
 
 
@@ -136,8 +145,11 @@ class Pipeline:
             return ctx.position.state
         except PermanentError as exc:
             return self._reject(ctx, exc.reason.value, exc.message, stage)
-        except Exception as exc:  # noqa: BLE001 - anything else is transient: retry with backoff
+        except TRANSIENT_ERRORS as exc:  # retry with backoff, then quarantine
             return self._fail(ctx, stage, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a bug of ours: retrying would not help, park it now
+            self.log.exception("programming error, flow quarantined", stage=stage)
+            return self._quarantine(ctx, f"programming error at {stage}: {type(exc).__name__}: {exc}")
 
     def _step_for(self, state: FlowState) -> tuple[str, Callable[[FlowContext, float], bool]]:
         steps: dict[FlowState, tuple[str, Callable[[FlowContext, float], bool]]] = {
@@ -196,17 +208,17 @@ class Pipeline:
                     ReasonCode.TOO_LARGE,
                     f"file of {flow.size} bytes exceeds the limit of {self.config.intake.max_flow_bytes} bytes",
                 )
+            if flow.size == 0 or flow.sha256 is None:  # before the duplicate check: every empty file
+                raise PermanentError(ReasonCode.EMPTY_FLOW, "the file is empty")  # is IRR_VID_F
+            data = self.blobs.read(flow.sha256)
+            if not data.strip():
+                raise PermanentError(ReasonCode.EMPTY_FLOW, "the file holds only white space")
             if flow.duplicate_of:
                 raise PermanentError(
                     ReasonCode.DUPLICATE_FLOW,
                     f"same content (SHA-256 {flow.sha256}) already received from {flow.partner} as flow "
                     f"{flow.duplicate_of}",
                 )
-            if flow.size == 0 or flow.sha256 is None:
-                raise PermanentError(ReasonCode.EMPTY_FLOW, "the file is empty")
-            data = self.blobs.read(flow.sha256)
-            if not data.strip():
-                raise PermanentError(ReasonCode.EMPTY_FLOW, "the file holds only white space")
             ctx.identification = self.identifier.identify(data, flow.filename)
         return ctx.identification
 
@@ -321,6 +333,8 @@ class Pipeline:
                       to_state=target.state.value, reason=reason)  # fmt: skip
         ctx.position = target
         self._count_completion(flow, verdict.status, None)
+        for code in rejection_reasons(verdict):  # invoice-level reasons too (REJ_SEMAN…), once per flow
+            self.metrics.flows_rejected.labels(code).inc()
         return True
 
     @staticmethod
@@ -393,12 +407,17 @@ class Pipeline:
         return FlowState.FAILED
 
     def _quarantine(self, ctx: FlowContext, why: str) -> FlowState:
-        """Park the flow for an operator, and still answer the sender (one ack per flow)."""
+        """Park the flow for an operator and tell the sender so (Status Pending: not a verdict).
+
+        A replay later writes the verdict under the same file name; a partner never gets Ok after Error.
+        """
         flow = ctx.flow
         verdict = FlowVerdict(
             flow.id, flow.partner, flow.filename, flow.size, flow.sha256, flow.received_at,
             reason_code=ReasonCode.INTERNAL.value,
-            reason_message="the gateway could not process this flow; it is kept for an operator to replay",
+            reason_message="held for an operator: the gateway could not process this flow yet; "
+            "the answer after the operator's replay is the verdict",
+            held=True,
         )  # fmt: skip
         # the ack goes through the outbox like every other: an out/ folder that fails is retried forever
         values = {"reason_code": ReasonCode.INTERNAL.value, "reason_message": why}
@@ -455,6 +474,15 @@ class Pipeline:
         if reason:
             self.metrics.flows_rejected.labels(reason).inc()
         # gateway_flow_latency_seconds is observed when the acknowledgement is written (runtime/delivery.py)
+
+
+def rejection_reasons(verdict: FlowVerdict) -> list[str]:
+    """Distinct reason codes of a verdict: the flow's own, then those of its rejected invoices."""
+    codes = [verdict.reason_code] if verdict.reason_code else []
+    for inv in verdict.invoices:
+        if inv.status != INVOICE_ACCEPTED and inv.reason_code and inv.reason_code not in codes:
+            codes.append(inv.reason_code)
+    return codes
 
 
 def report_to_dict(report: Any) -> dict[str, Any]:

@@ -89,6 +89,7 @@ class Gateway:
             config.intake.scan_interval_seconds,
             self.intake.take,
             watch=config.intake.watch,
+            on_skipped=self._skipped_entry,
         )
         self.pipeline = Pipeline(
             config,
@@ -109,9 +110,18 @@ class Gateway:
         self.extra_services = list(extra_services or [])
         self.closers: list[Callable[[], None]] = []  # run after the workers have drained
         self._threads: list[threading.Thread] = []
+        # Flows in flight together when the previous process died: run one at a time (Store.settle_crashes)
+        self._suspects: list[str] = []
+        self._suspects_lock = threading.Lock()
 
     def sink_for(self, partner: str) -> FolderSink:
         return FolderSink(self.data_dir.outbox(self.config, partner))
+
+    def _skipped_entry(self, partner: str, path: Path, kind: str) -> None:
+        """An in/ entry that is not a regular file: never taken, never answered; logged and counted."""
+        self.metrics.intake_skipped.labels(partner, kind).inc()
+        self.log.warning("entry in in/ is not a regular file: left alone", partner=partner,
+                         file=path.name, kind=kind)  # fmt: skip
 
     def upload_hint(self, partner: str, path: Path) -> None:
         """A file was completely written by a client that closed it (SFTP): take it now, no stability wait."""
@@ -130,6 +140,9 @@ class Gateway:
             path.unlink(missing_ok=True)  # half-written blobs: their claims are still there
         removed = sum(self.sink_for(pid).remove_partials() for pid in self.partners)
         recovered = self.intake.recover()
+        for flow_id in self.store.settle_crashes(all_leases=self.store.is_sqlite):
+            if flow_id not in self._suspects:  # prepare() may run twice (--demo): keep the first findings
+                self._suspects.append(flow_id)
         released = self.store.release_stale_leases(all_leases=self.store.is_sqlite)
         released += Outbox(self.store).release_stale_leases(all_leases=self.store.is_sqlite)
         self.log.info(
@@ -137,6 +150,7 @@ class Gateway:
             claims_recovered=recovered,
             partial_acks_removed=removed,
             leases_released=released,
+            crash_suspects=len(self._suspects),
         )
 
     def start(self) -> None:
@@ -218,9 +232,22 @@ class Gateway:
             self.folder_source.tracker.forget(path)
             self.intake.take(partner, path, source="sftp")
 
+    def _run_suspect(self) -> bool:
+        """Run the next crash suspect alone (the lock is held meanwhile); False when there are none left."""
+        with self._suspects_lock:  # every worker takes it first: while a suspect runs, nothing else does
+            if not self._suspects:
+                return False
+            flow_id = self._suspects.pop(0)
+            flow = self.store.claim_next(self.worker_name, self.config.workers.lease_seconds, only=flow_id)
+            if flow is not None:
+                self.pipeline.process(flow)
+            return True
+
     def _worker_loop(self) -> None:
         workers = self.config.workers
         while not self.stop_event.is_set():
+            if self._run_suspect():
+                continue
             flow = self.store.claim_next(self.worker_name, workers.lease_seconds)
             if flow is None:
                 self.work_available.wait(workers.poll_interval_seconds)

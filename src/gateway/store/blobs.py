@@ -37,6 +37,7 @@ class BlobStore:
             sha = digest.hexdigest()
             final = self.path_for(sha)
             if final.exists():
+                os.utime(final)  # taken in again: `gateway purge` keeps what was just received
                 tmp.unlink()
             else:
                 final.parent.mkdir(parents=True, exist_ok=True)

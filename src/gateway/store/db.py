@@ -366,9 +366,9 @@ class Store:
 
     # -- work queue -------------------------------------------------------------------------------
     def claim_next(
-        self, worker: str, lease_seconds: float, now: datetime | None = None
+        self, worker: str, lease_seconds: float, now: datetime | None = None, *, only: str | None = None
     ) -> FlowSnapshot | None:
-        """Take one workable flow with a lease; counts the claim (a flow claimed too often crashed us)."""
+        """Take one workable flow (or flow `only`) with a lease; counts the claim (see settle_crashes)."""
         now = now or utcnow()
         workable = [s.value for s in WORKABLE_STATES]
         candidate = (
@@ -381,6 +381,8 @@ class Store:
             .order_by(FlowRow.received_at, FlowRow.id)
             .limit(1)
         )
+        if only is not None:
+            candidate = candidate.where(FlowRow.id == only)
         if not self.is_sqlite:
             candidate = candidate.with_for_update(skip_locked=True)
         with self.transaction() as conn:
@@ -398,6 +400,48 @@ class Store:
                 .returning(*FlowRow.__table__.columns)
             ).first()
             return _snapshot(row) if row else None
+
+    def settle_crashes(self, now: datetime | None = None, *, all_leases: bool = False) -> list[str]:
+        """Decide which crashed claims count against their flow; returns the flows to retry one by one.
+
+        `claims` counts the claims of a flow that never ended (a clean end — FAIL, a terminal state —
+        resets or closes it), and a flow whose count passes `workers.max_crashes` is quarantined. A
+        process that dies leaves a claim on every flow it had in flight, but only one of them can have
+        killed it. So, before leases are freed: when a dead owner held a single flow, that flow was alone
+        in flight and the crash counts against it; when it held several, nobody can tell which (a
+        SIGKILL, an OOM kill of the whole daemon, a power cut hits innocent flows), so none of them is
+        charged (their count goes back by the one claim) and they are returned as suspects: the caller
+        runs them one at a time, so a flow that really kills the process does it alone next time and is
+        charged then. A flow that was validating (TRANSFORMED) is never charged either: validation runs in
+        the worker pool's own processes, so it cannot take the daemon down (a validation worker that dies
+        is a transient error of the flow, counted in `attempts`). Innocent flows in flight during quick
+        restarts are not quarantined; a poison flow is, after `max_crashes` crashes of its own.
+        """
+        now = now or utcnow()
+        workable = [s.value for s in WORKABLE_STATES]
+        stmt = select(FlowRow.id, FlowRow.lease_owner, FlowRow.state).where(
+            FlowRow.lease_owner.is_not(None), FlowRow.claims > 0, FlowRow.state.in_(workable)
+        )
+        if not all_leases:
+            stmt = stmt.where(FlowRow.lease_expires_at < now)
+        suspects: list[str] = []
+        with self.transaction() as conn:
+            by_owner: dict[str, list[tuple[str, str]]] = {}
+            for flow_id, owner, state in conn.execute(stmt.order_by(FlowRow.received_at, FlowRow.id)):
+                by_owner.setdefault(str(owner), []).append((flow_id, state))
+            for owner, held in by_owner.items():
+                validating = len(held) == 1 and held[0][1] == FlowState.TRANSFORMED.value
+                if len(held) < 2 and not validating:
+                    continue  # alone in flight in the daemon's own code: charged
+                ids = [flow_id for flow_id, _ in held]
+                conn.execute(
+                    update(FlowRow)
+                    .where(FlowRow.id.in_(ids), FlowRow.lease_owner == owner, FlowRow.claims > 0)
+                    .values(claims=FlowRow.claims - 1)
+                )
+                if len(held) > 1:
+                    suspects.extend(ids)
+        return suspects
 
     def release_stale_leases(self, now: datetime | None = None, *, all_leases: bool = False) -> int:
         """Free expired leases (or all of them: a single SQLite node starting up owns every lease)."""

@@ -35,7 +35,10 @@ COLLECTOR_METRICS: dict[str, str] = {
     "gateway_quarantined_flows": "Flows parked in QUARANTINED, waiting for an operator",
     "gateway_store_up": "1 if the last scrape could read the database, 0 if the read failed",
     "gateway_build_info": "Versions of the gateway and of the artefact libraries it runs with (value 1)",
-    "gateway_rule_pack_info": "Validation rule packs available at start, by id and version (value 1)",
+    "gateway_rule_pack_info": (
+        "Validation rule packs available (builtin and installed), by id and version (value 1); "
+        "listed again at each scrape when the rules folder changed"
+    ),
 }
 
 
@@ -67,6 +70,53 @@ def rule_pack_versions(rules_dir: Path | None = None) -> list[tuple[str, str]]:
         structlog.get_logger("gateway.metrics").warning("rule packs could not be listed", exc_info=True)
         return []
     return sorted({(p.id, p.version) for p in packs})
+
+
+def _rules_signature(rules_dir: Path | None) -> tuple[tuple[str, int], ...]:
+    """What changes when a pack is installed or removed: the rules folder's and its entries' mtimes."""
+    if rules_dir is None:
+        return ()
+    try:
+        entries = [rules_dir, *sorted(rules_dir.iterdir())]
+        return tuple((p.name, p.stat().st_mtime_ns) for p in entries)
+    except OSError:
+        return ()
+
+
+class RulePackCollector(Collector):
+    """`gateway_rule_pack_info` read at scrape time, so `gateway rules install` shows without a restart.
+
+    The listing (which reads pack manifests) is redone only when the rules folder's signature changed.
+    Registered by the composition root; the monitoring server's StoreCollector then gets no packs.
+    """
+
+    def __init__(
+        self, rules_dir: Path | None, lister: Callable[[Path | None], list[tuple[str, str]]] | None = None
+    ) -> None:
+        self.rules_dir = rules_dir
+        self.lister = lister or rule_pack_versions
+        self._signature: tuple[tuple[str, int], ...] | None = None
+        self._packs: list[tuple[str, str]] = []
+
+    def _family(self) -> GaugeMetricFamily:
+        name = "gateway_rule_pack_info"
+        return GaugeMetricFamily(name, COLLECTOR_METRICS[name], labels=["pack", "version"])
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def packs(self) -> list[tuple[str, str]]:
+        signature = _rules_signature(self.rules_dir)
+        if signature != self._signature:
+            self._packs = self.lister(self.rules_dir)
+            self._signature = signature
+        return self._packs
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for pack, version in self.packs():
+            family.add_metric([pack, version], 1)
+        yield family
 
 
 class StoreCollector(Collector):
@@ -105,18 +155,23 @@ class StoreCollector(Collector):
         }
 
     def describe(self) -> Iterator[Metric]:
-        """The families without samples: lets the registry detect name clashes without a DB read."""
-        yield from self._families().values()
+        """The families without samples: lets the registry detect name clashes without a DB read.
+
+        Without rule packs given, `gateway_rule_pack_info` is left to a RulePackCollector."""
+        for key, family in self._families().items():
+            if key != "packs" or self.rule_packs:
+                yield family
 
     def collect(self) -> Iterator[Metric]:
         families = self._families()
         build = families["build"]
         build.add_metric([self.build_info[label] for label in BUILD_INFO_LABELS], 1)
         yield build
-        packs = families["packs"]
-        for pack, version in self.rule_packs:
-            packs.add_metric([pack, version], 1)
-        yield packs
+        if self.rule_packs:
+            packs = families["packs"]
+            for pack, version in self.rule_packs:
+                packs.add_metric([pack, version], 1)
+            yield packs
         store_up = families["store_up"]
         try:
             snapshot = gauge_snapshot(self.store, self.clock())

@@ -29,7 +29,17 @@ class Metrics:
             registry=r,
         )
         self.flows_rejected = Counter(
-            "gateway_flows_rejected_total", "Flows rejected, by reason code", ["reason"], registry=r
+            "gateway_flows_rejected_total",
+            "Flows with a rejection, by reason code: the flow-level reason, or each distinct reason of its "
+            "rejected invoices (REJ_SEMAN…), once per flow",
+            ["reason"],
+            registry=r,
+        )
+        self.intake_skipped = Counter(
+            "gateway_intake_skipped_total",
+            "Entries of an in/ folder never taken (directory, symlink, special file), once per entry seen",
+            ["partner", "kind"],
+            registry=r,
         )
         self.invoices = Counter(
             "gateway_invoices_total", "Invoices judged, by outcome", ["syntax", "outcome"], registry=r

@@ -17,6 +17,8 @@ from lxml import etree
 ACK_NS = "urn:flow-gateway:ack:1"
 INVOICE_ACCEPTED = "accepted"
 INVOICE_REJECTED = "rejected"
+HELD_STATUS = "Pending"
+HELD_FLOW_STATUS = "IN_EN_ATTENTE_RETRAITEMENT_CPP"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,10 @@ class FlowVerdict:
     syntax_code: str | None = None
     profile: str | None = None
     invoices: tuple[InvoiceVerdict, ...] = ()
+    # Quarantined: the flow is held for an operator. Not a verdict: Status Pending, FlowStatus
+    # IN_EN_ATTENTE_RETRAITEMENT_CPP ("bloqué, attend une reprise manuelle", chorus-reference.md §flow
+    # statuses). The answer after the operator's replay (same file name) is the only verdict.
+    held: bool = False
 
     @property
     def accepted(self) -> int:
@@ -70,10 +76,14 @@ class FlowVerdict:
 
     @property
     def status(self) -> str:
+        if self.held:
+            return HELD_STATUS
         return "Ok" if self.reason_code is None and self.accepted > 0 else "Error"
 
     @property
     def flow_status(self) -> str:
+        if self.held:
+            return HELD_FLOW_STATUS
         if self.status == "Error":
             return "IN_REJETE"
         return "IN_INTEGRE_PARTIEL" if self.rejected else "IN_INTEGRE"

@@ -4,14 +4,22 @@ Each worker is a `multiprocessing` process (spawn or forkserver context) holding
 so every stylesheet is compiled once per worker and reused. The pool manages its processes itself rather
 than through `ProcessPoolExecutor`, because a running task must be stoppable:
 
-* per-document timeout: the worker is killed (SIGKILL) and the caller gets `not_validated`
-  "timed out after Ns"; a fresh worker is started on the next demand;
-* a crashed worker (os._exit, segfault in SaxonC, OOM kill): the caller gets `not_validated`
-  "validation worker crashed …"; only that document is affected;
+* per-document timeout: the worker is killed (SIGKILL) and a fresh one is started on the next demand.
+  The first timeout of a document raises `ValidationTimeout` (a `TransientError`: the machine may just
+  have been busy, the flow is retried with backoff); a second timeout of the same document (same bytes,
+  syntax and profile, remembered by this pool) is the document's: the caller gets a `not_validated`
+  report "timed out after Ns (twice)", which rejects that invoice with the cause;
+* a crashed worker (os._exit, segfault in SaxonC, OOM kill) or a worker that cannot be started raises
+  `ValidationUnavailable` (a `TransientError`): a machine problem is never the partner's problem — the
+  flow goes FAILED, is retried, then QUARANTINED for an operator;
+* a programming error inside the worker (an exception that is not a rule's dynamic error, which the
+  engine already reports as the document's) raises `ValidationBug`: neither transient nor the
+  document's, so the pipeline quarantines the flow at once;
 * recycling: a worker is retired after `max_tasks_per_worker` documents (saxonche leaks memory).
 
 Protocol on the worker's pipe: the parent sends `(xml, syntax, profile, container, partner)`; the worker
-compiles what the plan needs, answers `("started",)`, validates, then answers `("report", report)`.
+compiles what the plan needs, answers `("started",)`, validates, then answers `("report", report)` (or
+`("bug", "TypeError: …")` when our own code failed).
 Compile time is bounded by `compile_timeout_seconds`, the rule run by `timeout_seconds`.
 
 `validate()` is blocking and thread-safe: each calling thread borrows one idle worker.
@@ -20,24 +28,43 @@ Compile time is bounded by `compile_timeout_seconds`, the rule run by `timeout_s
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import multiprocessing
 import os
 import signal
 import threading
+from collections import OrderedDict
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import TransientError
+from gateway.errors import GatewayError, TransientError
 from gateway.model import Syntax
 from gateway.validation.plan import ValidationConfig
 from gateway.validation.report import ValidationReport
 
 _STOP_GRACE_SECONDS = 5.0
+TIMED_OUT_MEMORY = 1000  # documents whose first timeout this pool remembers (bounded, oldest forgotten)
+
+
+class ValidationUnavailable(TransientError):
+    """No verdict because of the machine (worker crashed, could not start, pool closing): retry later."""
+
+
+class ValidationTimeout(ValidationUnavailable):
+    """A document's first timeout: retried once; a second timeout of the same document is its own."""
+
+
+class ValidationBug(GatewayError):
+    """Our own code failed inside the worker (TypeError, AttributeError…): quarantine, never reject."""
 
 
 class _WorkerLost(Exception):
-    """The worker can no longer be used (timeout, crash): the message is the cause for the report."""
+    """The worker can no longer be used (timeout, crash): the message is the cause."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 def _worker_main(
@@ -67,9 +94,10 @@ def _worker_main(
             plan = engine.plan(Syntax(syntax), profile, container, partner)
             engine.prepare(plan)
             conn.send(("started",))
-            report = engine.run(plan, xml)
-        except Exception as exc:  # never let one document kill the worker loop
-            report = ValidationReport.not_validated(f"validation failed: {type(exc).__name__}: {exc}")
+            report = engine.run(plan, xml)  # a rule's dynamic error is in the report (the document's)
+        except Exception as exc:  # noqa: BLE001 - our own bug: never let one document kill the worker loop
+            conn.send(("bug", f"{type(exc).__name__}: {exc}"))
+            continue
         conn.send(("report", report))
     conn.close()
 
@@ -87,15 +115,17 @@ class _Worker:
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid
+        pid: int | None = self.process.pid
+        return pid
 
-    def _receive(self, timeout: float, what: str) -> tuple[Any, ...]:
+    def _receive(self, timeout: float, what: str, *, timed_out: bool = False) -> tuple[Any, ...]:
         try:
             ready = self.conn.poll(timeout)
             if not ready:
                 self.kill()
-                raise _WorkerLost(what)
-            return self.conn.recv()
+                raise _WorkerLost(what, timed_out=timed_out)
+            answer: tuple[Any, ...] = self.conn.recv()
+            return answer
         except (EOFError, OSError, ConnectionError):
             raise _WorkerLost(self._death_cause()) from None
 
@@ -122,9 +152,12 @@ class _Worker:
             compile_timeout, f"compiling the rule packs took more than {compile_timeout:g}s"
         )
         if answer[0] == "started":
-            answer = self._receive(timeout, f"timed out after {timeout:g}s")
+            answer = self._receive(timeout, f"timed out after {timeout:g}s", timed_out=True)
         self.tasks += 1
-        return answer[1]
+        if answer[0] == "bug":
+            raise ValidationBug(f"validation worker: {answer[1]}")
+        report: ValidationReport = answer[1]
+        return report
 
     def stop(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -161,6 +194,7 @@ class ValidationPool:
         self._starting = 0
         self._closed = False
         self.restarts = 0  # workers replaced after a timeout or a crash (for metrics)
+        self._timed_out: OrderedDict[str, None] = OrderedDict()  # documents that timed out once
 
     # -- worker bookkeeping ----------------------------------------------------------------------
     def _acquire(self) -> _Worker:
@@ -209,13 +243,20 @@ class ValidationPool:
     def validate(
         self, xml: bytes, syntax: Syntax, profile: str | None, container: str | None = None, partner: str = ""
     ) -> ValidationReport:
-        """Validate in a worker; timeouts and crashes come back as `not_validated` reports."""
+        """Validate in a worker.
+
+        Raises `ValidationUnavailable` (transient: crash, failed start), `ValidationTimeout` (the first
+        timeout of this document) or `ValidationBug`; a second timeout of the same document comes back
+        as a `not_validated` report naming the cause.
+        """
         try:
             worker = self._acquire()
         except TransientError:
             raise
-        except Exception as exc:
-            return ValidationReport.not_validated(f"could not start a validation worker: {exc}")
+        except Exception as exc:  # noqa: BLE001 - EMFILE, EAGAIN, a broken interpreter: the machine's
+            raise ValidationUnavailable(
+                f"could not start a validation worker: {type(exc).__name__}: {exc}"
+            ) from exc
         healthy = False
         try:
             report = worker.call(
@@ -225,10 +266,23 @@ class ValidationPool:
             )
             healthy = True
             return report
+        except ValidationBug:
+            raise  # the worker is retired all the same (healthy stays False): a bug may leave it broken
         except _WorkerLost as lost:
             with self._cond:
                 self.restarts += 1
-            return ValidationReport.not_validated(str(lost))
+            if not lost.timed_out:
+                raise ValidationUnavailable(str(lost)) from None
+            key = _document_key(xml, syntax, profile, container)
+            with self._cond:
+                again = key in self._timed_out
+                self._timed_out[key] = None
+                self._timed_out.move_to_end(key)
+                while len(self._timed_out) > TIMED_OUT_MEMORY:
+                    self._timed_out.popitem(last=False)
+            if again:
+                return ValidationReport.not_validated(f"{lost} (twice)")
+            raise ValidationTimeout(f"validation {lost}; the document will be tried once more") from None
         finally:
             self._release(worker, healthy)
 
@@ -247,3 +301,9 @@ class ValidationPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _document_key(xml: bytes, syntax: Syntax, profile: str | None, container: str | None) -> str:
+    digest = hashlib.sha256(xml)
+    digest.update(f"\0{syntax}\0{profile}\0{container}".encode())
+    return digest.hexdigest()
