@@ -16,21 +16,19 @@ from gateway.store.outbox import enqueue
 from test_lifecycle_store import add_invoice, store  # noqa: F401 - the store fixture
 
 
-def _hook(db: Store, partner: str) -> str:
+def _hook(
+    db: Store, partner: str, flow_types: tuple[str, ...] = ("CustomerInvoiceLC", "SupplierInvoiceLC")
+) -> str:
+    params = {"callbackUrl": f"https://{partner}.example/hook", "flowTypes": list(flow_types)}
     with db.transaction() as conn:
-        hook = create_webhook(
-            conn,
-            partner,
-            {"callbackUrl": f"https://{partner}.example/hook"},
-            max_per_partner=5,
-            https_only=True,
-        )
+        hook = create_webhook(conn, partner, params, max_per_partner=5, https_only=True)
     return hook.id
 
 
 def test_a_status_is_an_event_for_issuer_and_recipient_webhooks(store: Store) -> None:  # noqa: F811
     issuer_hook, recipient_hook = _hook(store, "seller-co"), _hook(store, "buyer-co")
     _hook(store, "bystander")
+    _hook(store, "seller-co", ("CustomerInvoice",))  # invoices only: no lifecycle events
     invoice_id = add_invoice(store, "seller-co", "F-7")
     outbound = LifecycleOutbound(LifecycleConfig())
     with store.transaction() as conn:  # delivered to buyer-co: it is the recipient
@@ -41,7 +39,10 @@ def test_a_status_is_an_event_for_issuer_and_recipient_webhooks(store: Store) ->
     with store.reader() as conn:
         rows = conn.execute(select(OutboxRow).where(OutboxRow.kind == "webhook")).all()
     assert sorted(r.sink for r in rows) == sorted([f"webhook:{issuer_hook}", f"webhook:{recipient_hook}"])
-    body = json.loads(rows[0].payload)
+    bodies = {r.sink: json.loads(r.payload) for r in rows}
+    assert bodies[f"webhook:{issuer_hook}"]["flowType"] == "CustomerInvoiceLC"
+    assert bodies[f"webhook:{recipient_hook}"]["flowType"] == "SupplierInvoiceLC"
+    body = bodies[f"webhook:{issuer_hook}"]
     assert body["eventType"] == "invoice.status" and body["statusCode"] == "200"
     assert body["invoiceNumber"] == "F-7" and body["flowId"] == "flow-x" and body["statusLabel"] == "Déposée"
 

@@ -209,13 +209,19 @@ def delete_webhook(conn: Connection, partner: str, webhook_id: str) -> bool:
 
 
 # -- events -----------------------------------------------------------------------------------------
-def enqueue_event(conn: Connection, partner: str, event_type: str, body: dict[str, Any]) -> int:
+def enqueue_event(
+    conn: Connection, partner: str, event_type: str, body: dict[str, Any], *, subscribed_only: bool = False
+) -> int:
     """One outbox row per webhook of `partner` whose filters the event passes; returns how many.
 
     Call it inside the transaction that makes the event (acknowledgement written, status recorded), so
-    the event is sent if and only if that transaction commits (BRIEF interface 5).
+    the event is sent if and only if that transaction commits. `subscribed_only`: only webhooks whose
+    `flowTypes` name the body's `flowType` (lifecycle events go to hooks that asked for them).
     """
-    return _enqueue_for(conn, list_webhooks(conn, partner), partner, event_type, body)
+    hooks = list_webhooks(conn, partner)
+    if subscribed_only:
+        hooks = [h for h in hooks if body.get("flowType") in (h.filters.get("flowTypes") or ())]
+    return _enqueue_for(conn, hooks, partner, event_type, body)
 
 
 def enqueue_flow_event(conn: Connection, flow_id: str, event_type: str = "flow.acknowledged") -> int:

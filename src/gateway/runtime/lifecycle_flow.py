@@ -152,7 +152,8 @@ class LifecycleOutbound:
 
     @staticmethod
     def _notify_webhooks(conn: Connection, status: RecordedStatus, invoice: dict[str, Any]) -> None:
-        """An `invoice.status` event for the issuer's and the recipient's webhooks (Flow Service API)."""
+        """An `invoice.status` event for the issuer's and the recipient's webhooks subscribed to
+        lifecycle flow types (Flow Service API `flowTypes`: CustomerInvoiceLC / SupplierInvoiceLC)."""
         from gateway.api.webhooks import enqueue_event
 
         body = {
@@ -168,12 +169,15 @@ class LifecycleOutbound:
             "at": status.at.isoformat(),
             "flowId": status.source_flow,
         }
-        partners = [str(invoice["partner"])]
+        # the issuer follows its customer invoice, the recipient its supplier invoice (AFNOR FlowType)
+        audiences = [(str(invoice["partner"]), "CustomerInvoiceLC")]
         recipient = recipient_partner(conn, invoice)
-        if recipient is not None and recipient not in partners:
-            partners.append(recipient)
-        for partner in partners:
-            enqueue_event(conn, partner, "invoice.status", body)
+        if recipient is not None:
+            audiences.append((recipient, "SupplierInvoiceLC"))
+        for partner, flow_type in audiences:
+            enqueue_event(
+                conn, partner, "invoice.status", {**body, "flowType": flow_type}, subscribed_only=True
+            )
 
 
 def outbound_for(pipeline: Pipeline) -> LifecycleOutbound:
