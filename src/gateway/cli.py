@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.rules",
     "gateway.commands.sftp",
     "gateway.commands.monitor",
+    "gateway.commands.operators",
 )
 
 

@@ -1,0 +1,297 @@
+"""The console over real HTTP (uvicorn + httpx) on a store filled by the real pipeline, SQLite and PostgreSQL:
+pages, filters, downloads, and every action refused without a session, a CSRF token or the admin role."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from gateway.config import ConsoleConfig, GatewayConfig, PartnerConfig
+from gateway.console import console_app
+from gateway.console.accounts import READ_ONLY, Accounts
+from gateway.datadir import DataDir
+from gateway.store import queries
+from gateway.store.db import Store
+from gateway.validation.engine import ValidationEngine
+from gateway.validation.plan import ValidationConfig
+from gateway.validation.rulepacks import RulePackRegistry
+
+from console_harness import (
+    PASSWORD,
+    ConsoleServer,
+    Seeded,
+    csrf_of,
+    make_data_dir,
+    seed_with_pipeline,
+    sign_in,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def engine() -> ValidationEngine:
+    return ValidationEngine(ValidationConfig(), RulePackRegistry(None))
+
+
+@dataclass
+class World:
+    store: Store
+    data_dir: DataDir
+    config: GatewayConfig
+    seeded: Seeded
+    server: ConsoleServer
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.server.url, timeout=30)
+
+    def state(self, flow_id: str) -> str:
+        detail = queries.get_flow_detail(self.store, flow_id)
+        assert detail is not None
+        return str(detail["flow"]["state"])
+
+
+def _config(**console: object) -> GatewayConfig:
+    return GatewayConfig(
+        partners={"demo": PartnerConfig(name="Demo"), "acme": PartnerConfig(name="ACME Industries")},
+        console=ConsoleConfig(**console),  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def world(store_url: str, tmp_path: Path, engine: ValidationEngine) -> Iterator[World]:
+    config = _config(login_max_failures=3)
+    store = Store(store_url)
+    store.migrate()
+    data_dir = make_data_dir(tmp_path / "data", config)
+    seeded = seed_with_pipeline(store, data_dir, config, engine)
+    accounts = Accounts(store)
+    accounts.add("alice", PASSWORD)
+    accounts.add("rory", PASSWORD, READ_ONLY)
+    with ConsoleServer(console_app(store, config, data_dir)) as server:
+        yield World(store, data_dir, config, seeded, server)
+    store.close()
+
+
+def _ids(html: str, pattern: str = r'href="/console/flows/([0-9TZ]+-[0-9a-f]+)"') -> set[str]:
+    return set(re.findall(pattern, html))
+
+
+def test_pages_show_what_the_pipeline_did(world: World) -> None:
+    s = world.seeded
+    assert {world.state(f) for f in (s.accepted, s.cii)} == {"ACKNOWLEDGED"}
+    assert world.state(s.rejected) == "REJECTED" and world.state(s.quarantined) == "QUARANTINED"
+    with world.client() as client:
+        assert client.get("/console/flows").status_code == 303  # every page needs a session
+        page = sign_in(client, "alice")
+        assert page.status_code == 200 and str(page.url).endswith("/console/flows")
+        assert _ids(page.text) == {s.accepted, s.rejected, s.garbage, s.quarantined, s.cii}
+        assert 'id="backlog-quarantined">1<' in page.text and 'id="backlog-pending">0<' in page.text
+
+        # filters: partner, state, reason, period
+        assert _ids(client.get("/console/flows", params={"partner": "demo"}).text) == {s.garbage, s.cii}
+        assert _ids(client.get("/console/flows", params={"state": "rejected"}).text) == {
+            s.rejected,
+            s.garbage,
+        }
+        assert _ids(client.get("/console/flows", params={"reason": "IRR_SYNTAX"}).text) == {s.garbage}
+        today = datetime.now(UTC).date()
+        assert (
+            len(_ids(client.get("/console/flows", params={"from": str(today), "to": str(today)}).text)) == 5
+        )
+        tomorrow = str(today + timedelta(days=1))
+        assert _ids(client.get("/console/flows", params={"from": tomorrow}).text) == set()
+        assert "not a date" in client.get("/console/flows", params={"from": "yesterday"}).text
+
+        # one flow: timeline with worker and duration, the acknowledgement rendered, both files downloadable
+        flow = client.get(f"/console/flows/{s.rejected}").text
+        assert "seed-worker" in flow and " ms</td>" in flow and "VALIDATED" in flow
+        assert "REJ_SEMAN" in flow and "IN_REJETE" in flow and "&lt;Acknowledgement" in flow
+        assert 'id="replay"' not in flow  # only quarantined flows are replayed
+        original = client.get(f"/console/flows/{s.rejected}/download/original")
+        assert original.status_code == 200 and b"999999.99" in original.content
+        assert 'filename="bad-totals.xml"' in original.headers["content-disposition"]
+        ack = client.get(f"/console/flows/{s.rejected}/download/ack")
+        detail = queries.get_flow_detail(world.store, s.rejected)
+        assert detail is not None
+        ack_file = world.data_dir.outbox(world.config, "acme") / detail["flow"]["ack_name"]
+        assert ack.status_code == 200 and ack.content == ack_file.read_bytes()
+        assert client.get(f"/console/flows/{s.rejected}/download/secrets").status_code == 404
+
+        # invoices: filters by status, number, recipient; the rejected one shows its rule, message, XPath
+        rejected = client.get("/console/invoices", params={"status": "rejected"}).text
+        (invoice_id,) = set(re.findall(r'href="/console/invoices/(\d+)"', rejected))
+        assert "F-2026-002" in rejected and "F-2026-001" not in rejected
+        by_number = client.get("/console/invoices", params={"number": "2026-00"}).text
+        assert "F-2026-001" in by_number and "F-2026-002" in by_number and "C-2026-7" not in by_number
+        invoice_row = queries.get_invoice(world.store, int(invoice_id))
+        assert invoice_row is not None and invoice_row["buyer_siret"]
+        by_recipient = client.get(
+            "/console/invoices", params={"recipient": invoice_row["buyer_siret"][:9]}
+        ).text
+        assert "F-2026-002" in by_recipient
+        assert "F-2026-002" not in client.get("/console/invoices", params={"recipient": "000000000"}).text
+        invoice = client.get(f"/console/invoices/{invoice_id}").text
+        row = re.search(r"<code>BR-CO-16</code></td><td>fatal</td>\s*<td class=\"message\">([^<]+)</td>"
+                        r"<td class=\"xpath\"><code>([^<]+)</code>", invoice)  # fmt: skip
+        assert row, invoice
+        assert (
+            "amount due" in row.group(1).lower()
+            and row.group(2).startswith("/")
+            and "Invoice" in row.group(2)
+        )
+        assert "REJ_SEMAN" in invoice and "Deliveries" not in invoice and "Lifecycle" not in invoice
+
+        # rejections by reason and by rule over a period, for one partner
+        week = client.get("/console/rejections", params={"period": "7d", "partner": "acme"}).text
+        assert re.search(r"<code>BR-CO-16</code></td><td class=\"num\">1</td>\s*<td>acme: 1</td>", week)
+        assert "IRR_SYNTAX" not in week  # demo's garbage is not acme's
+        assert "IRR_SYNTAX" in client.get("/console/rejections").text
+
+        partners = client.get("/console/partners").text
+        assert "ACME Industries" in partners and "No routing directory" in partners
+        rules = client.get("/console/rules").text
+        assert "en16931" in rules.lower()
+        assert client.get("/console/flows/backlog").text.count('class="count"') == 2
+        french = client.get("/console/flows", params={"lang": "fr"})
+        assert "Acquitté" in french.text and "En quarantaine" in french.text
+        assert "Acquitté" in client.get("/console/flows").text  # the choice is remembered
+        assert client.get("/console/flows/nope").status_code == 404
+        headers = client.get("/console/flows").headers
+        assert (
+            headers["x-frame-options"] == "DENY"
+            and "frame-ancestors 'none'" in headers["content-security-policy"]
+        )
+    audit = queries.operator_audit(world.store)
+    actions = [(a["action"], a["outcome"]) for a in audit]
+    assert ("sign-in", "ok") in actions and ("download-original", "ok") in actions
+    assert ("download-ack", "ok") in actions
+
+
+def test_actions_need_a_session_the_csrf_token_and_the_admin_role(world: World) -> None:
+    quarantined = world.seeded.quarantined
+    replay = f"/console/flows/{quarantined}/replay"
+    with world.client() as anonymous:
+        refused = anonymous.post(replay, data={"csrf_token": "guess"})
+        assert refused.status_code == 401
+    with world.client() as reader:
+        page = sign_in(reader, "rory")
+        token = csrf_of(page.text)
+        assert 'id="replay"' not in reader.get(f"/console/flows/{quarantined}").text
+        assert reader.post(replay, data={"csrf_token": token}).status_code == 403  # read-only role
+    with world.client() as admin:
+        page = sign_in(admin, "alice")
+        token = csrf_of(page.text)
+        assert 'id="replay"' in admin.get(f"/console/flows/{quarantined}").text
+        assert admin.post(replay).status_code == 403  # no token
+        assert admin.post(replay, data={"csrf_token": token[:-2] + "xx"}).status_code == 403  # wrong token
+        assert admin.post(replay, headers={"x-csrf-token": "nope"}).status_code == 403
+        assert admin.post("/console/logout").status_code == 403
+        assert world.state(quarantined) == "QUARANTINED"  # nothing happened so far
+        done = admin.post(replay, data={"csrf_token": token})
+        assert done.status_code == 303 and done.headers["location"].endswith("?done=replayed")
+        assert world.state(quarantined) == "RECEIVED"
+        detail = queries.get_flow_detail(world.store, quarantined)
+        assert detail is not None and detail["events"][-1]["worker"] == "operator:alice"
+        assert admin.post(replay, data={"csrf_token": token}).status_code == 409  # not quarantined any more
+        # another session's token is no good here
+        with world.client() as other:
+            other_token = csrf_of(sign_in(other, "alice").text)
+        assert other_token != token
+        assert admin.post("/console/logout", data={"csrf_token": other_token}).status_code == 403
+        out = admin.post("/console/logout", data={"csrf_token": token})
+        assert out.status_code == 303
+        assert admin.get("/console/flows").status_code == 303  # signed out: back to the login page
+        assert admin.post(replay, data={"csrf_token": token}).status_code == 401
+    audit = [
+        (a["operator"], a["action"], a["outcome"], a["detail"]) for a in queries.operator_audit(world.store)
+    ]
+    assert (None, "replay", "refused", "not signed in") in audit
+    assert ("rory", "replay", "refused", "role read-only") in audit
+    assert ("alice", "replay", "refused", "missing or wrong CSRF token") in audit
+    assert ("alice", "replay", "ok", None) in audit and ("alice", "sign-out", "ok", None) in audit
+
+
+def test_sign_in_form_token_rate_limit_and_cookie_flags(world: World) -> None:
+    with world.client() as client:
+        page = client.get("/console/login")
+        token = csrf_of(page.text)
+        no_token = client.post("/console/login", data={"name": "alice", "password": PASSWORD})
+        assert no_token.status_code == 403
+        ok = client.post("/console/login", data={"name": "alice", "password": PASSWORD, "csrf_token": token})
+        assert ok.status_code == 303
+        cookie = next(v for v in ok.headers.get_list("set-cookie") if v.startswith("gateway_console="))
+        flags = {part.strip().lower() for part in cookie.split(";")}
+        assert {"httponly", "samesite=strict", "path=/console"} <= flags
+        assert "secure" not in flags  # plain HTTP here: a Secure cookie would never come back
+    with world.client() as attacker:
+        for _ in range(3):
+            assert sign_in(attacker, "alice", "wrong password!").status_code == 401
+        assert sign_in(attacker, "alice").status_code == 429  # locked even with the right password
+        assert sign_in(attacker, "rory").status_code == 429  # the address is locked too
+    failures = [a for a in queries.operator_audit(world.store) if a["outcome"] == "refused"]
+    assert any(a["detail"] == "too many failed sign-ins" for a in failures)
+    assert sum(a["detail"] == "wrong name or password" for a in failures) == 3
+
+
+def test_secure_cookie_when_asked(tmp_path: Path) -> None:
+    config = _config(secure_cookie="always")
+    store = Store(f"sqlite:///{tmp_path / 'g.db'}")
+    store.migrate()
+    Accounts(store).add("alice", PASSWORD)
+    app = console_app(store, config, make_data_dir(tmp_path / "d", config))
+    with ConsoleServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        page = client.get("/console/login")
+        login_cookie = page.headers["set-cookie"]
+        assert "secure" in {part.strip().lower() for part in login_cookie.split(";")}
+        nonce = login_cookie.split(";")[0]  # a Secure cookie is not sent back over HTTP: send it by hand
+        done = client.post(
+            "/console/login",
+            data={"name": "alice", "password": PASSWORD, "csrf_token": csrf_of(page.text)},
+            headers={"cookie": nonce},
+        )
+    cookie = next(v for v in done.headers.get_list("set-cookie") if v.startswith("gateway_console="))
+    assert "secure" in {part.strip().lower() for part in cookie.split(";")}
+
+
+def test_lifecycle_and_deliveries_show_when_their_tables_exist(world: World) -> None:
+    """Other areas add `invoice_statuses` and `outbox`; the console finds them by name and offers resend."""
+    rejected = queries.list_invoices(world.store, status="rejected")[0]
+    with world.store.transaction() as conn:  # the columns of BRIEF interfaces 2 and 4
+        conn.execute(text("CREATE TABLE invoice_statuses (id INTEGER PRIMARY KEY, invoice_id INTEGER, "
+                          "code VARCHAR(8), actor VARCHAR(64), reason_code VARCHAR(32), at TIMESTAMP)"))  # fmt: skip
+        conn.execute(text("CREATE TABLE outbox (id INTEGER PRIMARY KEY, kind VARCHAR(16), sink VARCHAR(64), "
+                          "remote_name VARCHAR(200), flow_id VARCHAR(40), invoice_id INTEGER, "
+                          "state VARCHAR(16), attempts INTEGER, next_attempt_at TIMESTAMP)"))  # fmt: skip
+        conn.execute(
+            text("INSERT INTO invoice_statuses VALUES (1, :i, '213', 'gateway', 'REJ_SEMAN', :at)"),
+            {"i": rejected["id"], "at": datetime(2026, 1, 5, 10, 0)},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO outbox VALUES (7, 'cdar', 'partner:acme', 'x.cdar.xml', :f, :i, 'dead', 9, NULL)"
+            ),
+            {"f": rejected["flow_id"], "i": rejected["id"]},
+        )
+    with world.client() as client:
+        page = sign_in(client, "alice")
+        token = csrf_of(page.text)
+        invoice = client.get(f"/console/invoices/{rejected['id']}").text
+        assert "<code>213</code> Rejected" in invoice and "x.cdar.xml" in invoice and "Resend" in invoice
+        assert "x.cdar.xml" in client.get(f"/console/flows/{rejected['flow_id']}").text
+        resend = "/console/deliveries/7/resend"
+        assert client.post(resend, data={"back": f"/console/invoices/{rejected['id']}"}).status_code == 403
+        done = client.post(resend, data={"csrf_token": token, "back": f"/console/invoices/{rejected['id']}"})
+        assert done.status_code == 303 and done.headers["location"].endswith("?done=resent")
+        assert client.post(resend, data={"csrf_token": token}).status_code == 409  # pending now
+        assert client.post("/console/deliveries/8/resend", data={"csrf_token": token}).status_code == 409
+    with world.store.reader() as conn:
+        assert conn.execute(text("SELECT state, attempts FROM outbox WHERE id = 7")).one() == ("pending", 0)
+    assert any(a["action"] == "resend" and a["outcome"] == "ok" for a in queries.operator_audit(world.store))
