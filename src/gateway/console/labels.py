@@ -23,8 +23,8 @@ LABELS: Mapping[str, Mapping[str, tuple[str, str]]] = {
         "DELIVERED": ("Delivered", "Distribué"),
         "ACKNOWLEDGED": ("Acknowledged", "Acquitté"),
         "REJECTED": ("Rejected", "Rejeté"),
-        "FAILED": ("Failed, will retry", "En échec, sera repris"),
-        "QUARANTINED": ("Quarantined, waits for an operator", "En quarantaine, attend un opérateur"),
+        "FAILED": ("Failed, retrying", "En échec, reprise"),
+        "QUARANTINED": ("Quarantined", "En quarantaine"),
     },
     "chorus": {  # chorus-reference.md §2.1
         "IN_RECU": ("Received", "Reçu"),
@@ -116,6 +116,7 @@ def pick_language(query: str | None, cookie: str | None, accept_language: str | 
 WORDS: Mapping[str, tuple[str, str]] = {
     "flows": ("Flows", "Flux"),
     "invoices": ("Invoices", "Factures"),
+    "invoice": ("Invoice", "Facture"),
     "rejections": ("Rejections", "Rejets"),
     "partners": ("Partners", "Partenaires"),
     "rules": ("Rule packs", "Jeux de règles"),
