@@ -1,8 +1,10 @@
 """The operators' web console: server-rendered pages and the few actions operators take (issue 22).
 
-`console_routes(store, config, data_dir)` returns Starlette routes for the API application to mount
-under `/console`; `console_app(...)` wraps them in a Starlette app of their own (tests, or a console
-without the Flow Service). Links are built from the mount point (`root_path`), so any prefix works.
+`console_routes(store, config, data_dir)` — or `console_routes(ctx)` with the API application's context
+(store, config, blobs, ack_dir; `ctx.extra["data_dir"]` names the data dir for the rule-pack page) —
+returns Starlette routes to mount under `/console`; `console_app(...)` wraps them in a Starlette app of
+their own (tests, or a console without the Flow Service). Links are built from the mount point
+(`root_path`), so any prefix works.
 
 Every page needs a signed-in operator. Actions (POST) need a session AND the session's CSRF token;
 replay and resend need the admin role. Every action, allowed or refused, is audited.
@@ -17,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from lxml import etree
@@ -119,11 +121,12 @@ def read_ack(path: Path) -> dict[str, Any] | None:
 class Console:
     store: Store
     config: GatewayConfig
-    data_dir: DataDir
+    blobs: BlobStore
+    ack_dir: Callable[[str], Path]  # partner id → the folder its acknowledgements are written to
+    rules_dir: Path | None  # installed rule packs (None: the builtin ones only)
     accounts: Accounts
     limiter: LoginLimiter
     templates: Jinja2Templates = field(init=False)
-    blobs: BlobStore = field(init=False)
 
     def __post_init__(self) -> None:
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -131,7 +134,6 @@ class Console:
         env.autoescape = True
         env.filters["dt"] = _fmt_time
         env.globals["LABELS"] = LABELS
-        self.blobs = BlobStore(self.data_dir.blobs, self.data_dir.tmp)
 
     @property
     def settings(self) -> Any:
@@ -434,7 +436,7 @@ class Console:
     def rules(self, request: Request, session: Session) -> Response:
         from gateway.validation.rulepacks import RulePackRegistry
 
-        registry = RulePackRegistry(self.data_dir.rules)
+        registry = RulePackRegistry(self.rules_dir)
         packs = [p.to_dict() for p in registry.list()]
         return self.render(
             request, "rules.html", session, packs=packs, problems=[str(p) for p in registry.problems]
@@ -448,7 +450,7 @@ class Console:
         name = str(flow.get("ack_name") or "")
         if not name or Path(name).name != name or name in (".", ".."):
             return None
-        return self.data_dir.outbox(self.config, str(flow["partner"])) / name
+        return self.ack_dir(str(flow["partner"])) / name
 
     def _original_path(self, flow: Mapping[str, Any]) -> Path | None:
         sha = flow.get("sha256") or ""
@@ -543,20 +545,45 @@ class Console:
         return None
 
 
+class ApiContextLike(Protocol):
+    """What the API application's context offers (src/gateway/api/app.py `ApiContext`)."""
+
+    config: GatewayConfig
+    store: Store
+    blobs: BlobStore
+    ack_dir: Callable[[str], Path]
+    extra: dict[str, Any]
+
+
 def console_routes(
-    store: Store,
-    config: GatewayConfig,
-    data_dir: DataDir,
+    source: Store | ApiContextLike,
+    config: GatewayConfig | None = None,
+    data_dir: DataDir | None = None,
     *,
     accounts: Accounts | None = None,
     limiter: LoginLimiter | None = None,
 ) -> list[BaseRoute]:
-    """The console's routes, to mount under `/console` (`Mount("/console", routes=console_routes(...))`)."""
-    settings = config.console
+    """The console's routes, to mount under `/console`: `Mount("/console", routes=console_routes(...))`.
+
+    Either `(store, config, data_dir)`, or the API application's context alone.
+    """
+    if isinstance(source, Store):
+        if config is None or data_dir is None:
+            raise TypeError("console_routes(store, config, data_dir): config and data_dir are required")
+        store, cfg, root = source, config, data_dir
+        blobs = BlobStore(root.blobs, root.tmp)
+        ack_dir: Callable[[str], Path] = lambda partner: root.outbox(cfg, partner)  # noqa: E731
+    else:
+        store, cfg, blobs, ack_dir = source.store, source.config, source.blobs, source.ack_dir
+        given = source.extra.get("data_dir")
+        data_dir = given if isinstance(given, DataDir) else DataDir(Path(given)) if given else None
+    settings = cfg.console
     console = Console(
         store,
-        config,
-        data_dir,
+        cfg,
+        blobs,
+        ack_dir,
+        data_dir.rules if data_dir is not None else None,
         accounts or Accounts(store),
         limiter or LoginLimiter(settings.login_max_failures, settings.login_window_seconds),
     )
