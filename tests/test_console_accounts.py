@@ -123,6 +123,9 @@ def test_operators_command(
         out = capsys.readouterr()
         return code, out.out, out.err
 
+    assert gateway("add", "alice", stdin=PASSWORD + "\n")[0] != 0  # no schema yet: commands only check it
+    assert main(["db", "upgrade", "--data-dir", str(data)]) == 0
+    capsys.readouterr()
     code, out, _ = gateway("add", "alice", stdin=PASSWORD + "\n")
     assert code == 0 and "operator alice (admin) added" in out
     assert gateway("add", "rory", "--role", "read-only", stdin=PASSWORD + "\n")[0] == 0

@@ -28,8 +28,11 @@ def _store(url: str) -> Store:
 
 
 def test_migrate_is_idempotent(store_url: str) -> None:
+    from gateway.store.db import head_revision
+
     store = _store(store_url)
-    assert store.migrate() == 1
+    assert store.migrate() == head_revision()
+    assert store.check_schema() == head_revision()
     store.close()
 
 

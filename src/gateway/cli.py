@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, SchemaError
 
 DEFAULT_DATA_DIR = "./gateway-data"
 # Sub-command modules, each with register(subparsers); listed explicitly, never discovered by import.
@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.rules",
     "gateway.commands.sftp",
     "gateway.commands.monitor",
+    "gateway.commands.db",
     "gateway.commands.operators",
 )
 
@@ -97,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return 2
+    except SchemaError as exc:
+        print(f"database: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -138,7 +142,7 @@ def open_store(data_dir: Path) -> Any:
     if not dd.config_file.exists():
         raise ConfigError(f"{dd.config_file}: no configuration here; is --data-dir right?")
     store = Store(dd.database_url(dd.load_config()))
-    store.migrate()
+    store.check_schema()  # read-only commands never migrate
     return store
 
 

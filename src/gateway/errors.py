@@ -13,6 +13,10 @@ class ConfigError(GatewayError):
     """The configuration is invalid; the message names the key path."""
 
 
+class SchemaError(GatewayError):
+    """The database schema does not match this gateway's code; the message says what to run."""
+
+
 class TransientError(GatewayError):
     """Worth retrying later (I/O hiccup, database busy, worker pool restarting)."""
 

@@ -201,7 +201,7 @@ def make_ubl(lines: int = 2, number: str | None = None, **fields: Any) -> bytes:
         _sub(tcat, CBC, "Percent", d.rate_text)
         _sub(_sub(tcat, CAC, "TaxScheme"), CBC, "ID", "VAT")
         _sub(_sub(line, CAC, "Price"), CBC, "PriceAmount", f"{price:f}", **cur)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
 
 
 # -- CII ----------------------------------------------------------------------------------------------------
@@ -303,7 +303,7 @@ def make_cii(lines: int = 2, number: str | None = None, **fields: Any) -> bytes:
         ref = _sub(settlement, RAM, "InvoiceReferencedDocument")
         _sub(ref, RAM, "IssuerAssignedID", d.preceding_invoice)
         _sub(_sub(ref, RAM, "FormattedIssueDateTime"), QDT, "DateTimeString", "20250115", format="102")
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
 
 
 # -- cpp-flat-v1 --------------------------------------------------------------------------------------------
@@ -348,7 +348,7 @@ def make_flat(
         addresses = {key: spec.pop(key) for key in _FLAT_ADDRESS_KEYS if key in spec}
         explicit_reference = "preceding_invoice" in spec or "preceding_invoice_date" in spec
         preceding_date = spec.pop("preceding_invoice_date", reference_date)
-        d = InvoiceData(lines=spec.pop("lines", lines), **spec)
+        d = InvoiceData(lines=int(spec.pop("lines", lines)), **spec)
         reference = (
             [d.preceding_invoice, preceding_date]
             if explicit_reference or (french_mentions and d.type_code == "381")

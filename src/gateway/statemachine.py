@@ -115,4 +115,4 @@ def transition(position: Position, event: Event) -> Position:
 
 def backoff_seconds(attempts: int, base: float, cap: float) -> float:
     """Exponential backoff: base, 2·base, 4·base … capped."""
-    return min(cap, base * (2 ** max(0, attempts - 1)))
+    return float(min(cap, base * (2 ** max(0, attempts - 1))))

@@ -84,7 +84,7 @@ class FolderSource:
         inboxes: Mapping[str, Path],
         min_age: float,
         scan_interval: float,
-        take: Callable[[str, Path], None],
+        take: Callable[[str, Path], object],
         watch: bool = True,
     ) -> None:
         self.inboxes = dict(inboxes)

@@ -109,7 +109,9 @@ class Gateway:
     def prepare(self) -> None:
         """Schema, folders and crash recovery; safe to call on every start."""
         self.data_dir.prepare(self.config)
-        self.store.migrate()
+        if self.store.current_revision() is None:
+            self.store.migrate()  # first start: the whole schema at once
+        self.store.check_schema()  # an older schema waits for `gateway db upgrade`
         self.health.set("database", self.store.ping())
         for path in self.data_dir.tmp.iterdir():
             path.unlink(missing_ok=True)  # half-written blobs: their claims are still there

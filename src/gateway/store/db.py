@@ -14,17 +14,21 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, insert, select, update
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, insert, inspect, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
+from gateway.errors import SchemaError
 from gateway.statemachine import WORKABLE_STATES, FlowState
-from gateway.store.models import Base, FlowEventRow, FlowRow, InvoiceRow, SchemaVersionRow
-
-SCHEMA_VERSION = 1
+from gateway.store.models import Base, FlowEventRow, FlowRow, InvoiceRow
 
 
 def utcnow() -> datetime:
@@ -65,23 +69,89 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
-MIGRATIONS: dict[int, str] = {1: "initial schema: flows, flow_events, invoices"}
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+LEGACY_SCHEMA_TABLE = "schema_version"  # gateway 0.1 kept its own version number (1) here
+LEGACY_REVISION = "0001"  # the Alembic revision equal to that schema
+MIGRATION_LOCK_KEY = 0x6761746577617901  # PostgreSQL advisory lock held while migrating
 
 
-def migrate(engine: Engine) -> int:
-    """Create or upgrade the schema to SCHEMA_VERSION; returns the version found before."""
-    with engine.begin() as conn:
-        Base.metadata.tables["schema_version"].create(conn, checkfirst=True)
-        current = conn.execute(select(func.max(SchemaVersionRow.version))).scalar() or 0
-        if current > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"database schema version {current} is newer than this gateway ({SCHEMA_VERSION})"
-            )
-        if current < 1:
-            Base.metadata.create_all(conn)
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            conn.execute(insert(SchemaVersionRow).values(version=version, applied_at=utcnow()))
-    return current
+def _alembic_config(conn: Connection) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def head_revision() -> str:
+    heads = ScriptDirectory(str(MIGRATIONS_DIR)).get_heads()
+    if len(heads) != 1:
+        raise SchemaError(f"migrations have {len(heads)} heads ({', '.join(heads)}); expected one")
+    return heads[0]
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The schema's Alembic revision; LEGACY_REVISION for a 0.1 database, None for an empty one."""
+    revision = MigrationContext.configure(conn).get_current_revision()
+    if revision is None and inspect(conn).has_table(LEGACY_SCHEMA_TABLE):
+        return LEGACY_REVISION
+    return revision
+
+
+def migrate(engine: Engine) -> str | None:
+    """Bring the schema to the newest revision; returns the revision found before (None: empty).
+
+    An empty database gets every table at once (`create_all`) and is stamped with the head revision; an
+    existing one runs the Alembic migrations from its revision. On PostgreSQL an advisory lock makes
+    concurrent callers (several nodes starting) wait for each other.
+    """
+    with engine.connect() as conn:
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            conn.commit()
+        try:
+            before = current_revision(conn)
+            conn.rollback()
+            cfg = _alembic_config(conn)
+            if before is None:
+                with conn.begin():
+                    Base.metadata.create_all(conn)
+                alembic_command.stamp(cfg, "head")
+            else:
+                if (
+                    before == LEGACY_REVISION
+                    and MigrationContext.configure(conn).get_current_revision() is None
+                ):
+                    alembic_command.stamp(cfg, LEGACY_REVISION)
+                alembic_command.upgrade(cfg, "head")
+            conn.commit()
+        finally:
+            if postgres:
+                conn.rollback()
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                conn.commit()
+    return before
+
+
+def check_schema(engine: Engine) -> str:
+    """The current revision if it is this code's head; SchemaError (saying what to run) otherwise."""
+    with engine.connect() as conn:
+        current = current_revision(conn)
+    head = head_revision()
+    if current == head:
+        return current
+    if current is None:
+        raise SchemaError(
+            "the database has no gateway schema yet: start `gateway run` once, or run `gateway db upgrade`"
+        )
+    known = {rev.revision for rev in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()}
+    if current not in known:
+        raise SchemaError(
+            f"the database schema ({current}) is newer than this gateway ({head}): upgrade the gateway"
+        )
+    raise SchemaError(
+        f"the database schema ({current}) is older than this gateway ({head}): run `gateway db upgrade`"
+    )
 
 
 @dataclass(frozen=True)
@@ -148,8 +218,15 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def migrate(self) -> int:
+    def migrate(self) -> str | None:
         return migrate(self.engine)
+
+    def check_schema(self) -> str:
+        return check_schema(self.engine)
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return current_revision(conn)
 
     def reader(self) -> Connection:
         """A connection for reads only: on SQLite it does not wait behind writers."""
@@ -203,7 +280,7 @@ class Store:
                     select(FlowRow.duplicate_of, FlowRow.id).where(FlowRow.id == flow_id)
                 ).first()
                 if existing is not None:
-                    return existing.duplicate_of
+                    return str(existing.duplicate_of) if existing.duplicate_of else None
                 original = None
                 if sha256 is not None:
                     original = conn.execute(

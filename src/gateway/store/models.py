@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 models: flows, their append-only events, invoices, schema version.
+"""SQLAlchemy 2 models: flows, their append-only events, invoices (migrations: store/migrations).
 
 Written for SQLite and PostgreSQL alike: string primary keys for flows (time-ordered ids made by the
 gateway), timezone-aware timestamps stored as UTC, partial unique index for flow dedup.
@@ -135,13 +135,6 @@ class InvoiceRow(Base):
     report_json: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("uq_invoices_flow_seq", "flow_id", "seq", unique=True),)
-
-
-class SchemaVersionRow(Base):
-    __tablename__ = "schema_version"
-
-    version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    applied_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 # --- console: operator accounts, their sessions and the audit of their actions ---

@@ -453,7 +453,7 @@ def rejections(
         ).all()
     by_reason: dict[str, int] = {}
     for _partner, code, n in flow_reasons:
-        by_reason[code] = by_reason.get(code, 0) + int(n)
+        by_reason[str(code)] = by_reason.get(str(code), 0) + int(n)
     invoice_reasons: dict[str, int] = {}
     rules: dict[tuple[str, str], dict[str, Any]] = {}
     for row_partner, code, report_json in rejected:

@@ -124,7 +124,7 @@ def _iso(ts: datetime) -> str:
 def build_ack_xml(verdict: FlowVerdict, issued_at: datetime, max_findings: int = 50) -> bytes:
     root = etree.Element(f"{{{ACK_NS}}}Acknowledgement", nsmap={None: ACK_NS}, version="1")
 
-    def sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+    def sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str | None) -> etree._Element:
         el = etree.SubElement(parent, f"{{{ACK_NS}}}{tag}", {k: v for k, v in attrs.items() if v is not None})
         if text is not None:
             el.text = _xml_text(text)
@@ -196,7 +196,7 @@ def build_ack_xml(verdict: FlowVerdict, issued_at: datetime, max_findings: int =
             sub(f_el, "Message", finding.get("message", ""))
         if len(inv.findings) > max_findings:
             sub(inv_el, "OmittedFindings", str(len(inv.findings) - max_findings))
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
 
 
 def build_ack_dict(verdict: FlowVerdict, issued_at: datetime, max_findings: int = 50) -> dict[str, Any]:

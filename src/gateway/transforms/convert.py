@@ -49,7 +49,7 @@ class Converter:
             raise ConversionError(f"conversion failed: {exc}") from None
         out = result.getroot()
         etree.cleanup_namespaces(out, top_nsmap=nsmap)
-        return etree.tostring(out, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+        return bytes(etree.tostring(out, xml_declaration=True, encoding="UTF-8", pretty_print=True))
 
     def cii_to_ubl(self, xml: bytes) -> bytes:
         return self._run(xml, {CII_ROOT}, "cii-to-ubl.xsl", {"cac": NS_CAC, "cbc": NS_CBC})

@@ -7,6 +7,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from facturx.facturx import FACTURX_FILENAME, ORDERX_FILENAME, ZUGFERD_FILENAME
 from pypdf import PdfReader
@@ -33,7 +34,7 @@ class LevelTable:
     """Guideline ID → Factur-X level, read from data/facturx-levels.toml on first use."""
 
     @cached_property
-    def _table(self) -> dict:
+    def _table(self) -> dict[str, Any]:
         with open(resource_path("data", "facturx-levels.toml"), "rb") as fh:
             return tomllib.load(fh)
 
@@ -42,11 +43,11 @@ class LevelTable:
             return None
         for rule in self._table.get("exact", []):
             if guideline_id == rule["id"]:
-                return rule["level"]
+                return str(rule["level"])
         lowered = guideline_id.lower()
         for rule in self._table.get("contains", []):
             if rule["text"] in lowered:
-                return rule["level"]
+                return str(rule["level"])
         return None
 
 
@@ -58,7 +59,8 @@ def normalise_level(level: str | None) -> str | None:
 
 
 def _xmp_level(reader: PdfReader) -> str | None:
-    metadata = reader.trailer["/Root"].get("/Metadata")
+    root: Any = reader.trailer["/Root"]
+    metadata = root.get("/Metadata")
     if metadata is None:
         return None
     data = metadata.get_object().get_data()[:_XMP_SCAN_BYTES]

@@ -139,7 +139,7 @@ class ValidationEngine:
         return ValidationReport.from_layers(results, plan.notes)
 
     @staticmethod
-    def _identity(layer: PlannedLayer) -> dict[str, str]:
+    def _identity(layer: PlannedLayer) -> dict[str, Any]:
         assert layer.pack is not None
         rel = layer.pack.layers[layer.role]
         return {

@@ -189,4 +189,4 @@ class ValidationReport:
                     test=finding.pack or layer.pack_id,
                 )
                 etree.SubElement(assertion, f"{{{SVRL_NS}}}text").text = finding.message
-        return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+        return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))

@@ -24,6 +24,8 @@ Every file of a pack is listed with its SHA-256 so every report can name the exa
 
 from __future__ import annotations
 
+import builtins
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -543,7 +545,7 @@ class RulePackRegistry:
             shutil.rmtree(staging, ignore_errors=True)
         return detect_pack(target)
 
-    def remove(self, pack_id: str) -> list[RulePack]:
+    def remove(self, pack_id: str) -> builtins.list[RulePack]:
         """Remove an installed pack (`id`: every installed version; `id@version`: that one)."""
         wanted_id, _, wanted_version = pack_id.partition("@")
         installed = [
@@ -610,7 +612,7 @@ def _safe_extract(archive: Path, dest: Path) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             written = 0
             with zf.open(info) as src, target.open("wb") as out:
-                for chunk in iter(lambda src=src: src.read(1 << 20), b""):
+                for chunk in iter(functools.partial(src.read, 1 << 20), b""):
                     written += len(chunk)
                     if written > info.file_size:
                         raise RulePackError(f"{archive.name}: entry {info.filename!r} larger than declared")
