@@ -83,7 +83,7 @@ LABELS: Mapping[str, Mapping[str, tuple[str, str]]] = {
     },
     "outbox": {
         "pending": ("Pending", "En attente"),
-        "sending": ("Sending", "En cours d'envoi"),
+        "sent": ("Sent", "Envoyé"),
         "done": ("Sent", "Envoyé"),
         "dead": ("Gave up", "Abandonné"),
     },

@@ -280,7 +280,7 @@ def _outbox_pending(conn: Connection) -> int:
 # are found by name at read time and shown column by column, so the console works with or without them.
 # =================================================================================================
 INVOICE_STATUSES_TABLE = "invoice_statuses"
-DIRECTORY_TABLES = ("structures", "directory_structures", "directory")
+DIRECTORY_TABLES = ("directory_entries", "structures", "directory")
 CONSOLE_AUDIT_TABLE = "operator_audit"
 
 
@@ -420,7 +420,7 @@ def deliveries(
     with read_connection(store) as conn:
         rows = _optional_rows(conn, OUTBOX_TABLE, where)
     for row in rows:
-        row.pop("payload", None)  # blobs are downloaded on their own, never shown inline
+        row.pop("payload", None)  # payloads are never shown inline
     return rows
 
 
