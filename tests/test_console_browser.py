@@ -2,17 +2,24 @@
 sign in, filter flows, open a rejected invoice and read its rule id, replay a quarantined flow and watch it
 get acknowledged. The run saves the README's screenshots (docs/console-flows.png, docs/console-invoice.png).
 
-The daemon (tests/daemon_harness.py) processes the files; the console is served by uvicorn in this process
-over the daemon's own database and data dir, as the API listener will serve it once it mounts the console.
+The daemon (tests/daemon_harness.py) processes the files. When the API application is part of the gateway
+(`gateway.api.app`, which mounts the console under /console), the daemon serves the console on its `[api]`
+listener and the browser talks to the daemon alone; otherwise uvicorn serves `console_app` in this process
+over the daemon's own database and data dir.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import shutil
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gateway.console import console_app
@@ -31,6 +38,38 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _daemon_serves_console() -> bool:
+    return (
+        importlib.util.find_spec("gateway.api") is not None
+        and importlib.util.find_spec("gateway.api.app") is not None
+    )
+
+
+@contextlib.contextmanager
+def _console_url(daemon: Daemon, api_port: int | None, store: Store, data_dir: DataDir) -> Iterator[str]:
+    """The console's base URL: the daemon's API listener, or a server of our own over its data."""
+    if api_port is not None:
+        url = f"http://127.0.0.1:{api_port}"
+
+        def answers() -> bool:
+            try:
+                return httpx.get(f"{url}/console/login", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(answers, 60, "the console on the daemon's API listener", daemon)
+        yield url
+        return
+    with ConsoleServer(console_app(store, data_dir.load_config(), data_dir)) as server:
+        yield server.url
+
+
 def _flow_states(daemon: Daemon) -> dict[str, str]:
     return {name: state for _, name, state in daemon.flows()}
 
@@ -41,7 +80,8 @@ def test_an_operator_signs_in_filters_reads_a_rule_and_replays(tmp_path: Path) -
     sync_api = pytest.importorskip("playwright.sync_api")
 
     root = tmp_path / "data"
-    daemon = Daemon(root)
+    api_port = _free_port() if _daemon_serves_console() else None
+    daemon = Daemon(root, extra=f"\n[api]\nenabled = true\nport = {api_port}\n" if api_port else "")
     data_dir = DataDir(root)
     config = data_dir.load_config()
     data_dir.prepare(config)
@@ -76,13 +116,13 @@ def test_an_operator_signs_in_filters_reads_a_rule_and_replays(tmp_path: Path) -
         wait_for(lambda: all(d.acks_for(n, p) for p, n in drops), 120, "an ack for every drop", d)
         wait_for(lambda: _flow_states(d).get("poison.xml") == "QUARANTINED", 60, "the poison quarantined", d)
 
-        with ConsoleServer(console_app(store, config, data_dir)) as server, sync_api.sync_playwright() as pw:
+        with _console_url(d, api_port, store, data_dir) as base_url, sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
             try:
                 context = browser.new_context(viewport={"width": 1400, "height": 860}, locale="en-GB")
                 page = context.new_page()
                 page.set_default_timeout(20_000)
-                page.goto(f"{server.url}/console/flows")
+                page.goto(f"{base_url}/console/flows")
                 assert "/console/login" in page.url  # nothing is shown before sign-in
                 page.fill("input[name=name]", "alice")
                 page.fill("input[name=password]", PASSWORD)
@@ -116,11 +156,11 @@ def test_an_operator_signs_in_filters_reads_a_rule_and_replays(tmp_path: Path) -
 
                 # a second tab keeps the flows page open: its backlog count follows live (htmx)
                 watcher = context.new_page()
-                watcher.goto(f"{server.url}/console/flows")
+                watcher.goto(f"{base_url}/console/flows")
                 assert watcher.inner_text("#backlog-quarantined") == "1"
 
                 # replay the quarantined flow; the daemon takes it again and acknowledges it
-                page.goto(f"{server.url}/console/flows?state=QUARANTINED")
+                page.goto(f"{base_url}/console/flows?state=QUARANTINED")
                 assert rows.count() == 1
                 page.click("#flows tbody tr.flow-row a")
                 page.wait_for_url(f"**/console/flows/{poison}")
