@@ -4,20 +4,24 @@ pages, filters, downloads, and every action refused without a session, a CSRF to
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from gateway.config import ConsoleConfig, GatewayConfig, PartnerConfig
-from gateway.console import console_app
+from gateway.console import console_app, console_routes
 from gateway.console.accounts import READ_ONLY, Accounts
 from gateway.datadir import DataDir
 from gateway.store import queries
+from gateway.store.blobs import BlobStore
 from gateway.store.db import Store
 from gateway.validation.engine import ValidationEngine
 from gateway.validation.plan import ValidationConfig
@@ -313,3 +317,33 @@ def test_lifecycle_and_deliveries_show_when_their_tables_exist(world: World) -> 
         row = conn.execute(text("SELECT state, attempts, last_error FROM outbox WHERE id = 907")).one()
     assert tuple(row) == ("pending", 0, None)
     assert any(a["action"] == "resend" and a["outcome"] == "ok" for a in queries.operator_audit(world.store))
+
+
+@dataclass
+class _ApiContext:
+    """The shape of the API application's context (src/gateway/api/app.py `ApiContext`), as it mounts us."""
+
+    config: GatewayConfig
+    store: Store
+    blobs: BlobStore
+    ack_dir: Callable[[str], Path]
+    extra: dict[str, Any]
+
+
+def test_routes_from_the_api_context(tmp_path: Path) -> None:
+    config = _config()
+    store = Store(f"sqlite:///{tmp_path / 'g.db'}")
+    store.migrate()
+    Accounts(store).add("alice", PASSWORD)
+    data_dir = make_data_dir(tmp_path / "d", config)
+    (data_dir.rules / "note").mkdir(parents=True)  # an unreadable pack folder: the rules page names it
+    ctx = _ApiContext(config, store, BlobStore(data_dir.blobs, data_dir.tmp),
+                      lambda partner: data_dir.outbox(config, partner), {"data_dir": data_dir})  # fmt: skip
+    app = Starlette(routes=[Mount("/console", routes=console_routes(ctx))])
+    with ConsoleServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        assert sign_in(client, "alice").status_code == 200
+        rules = client.get("/console/rules").text
+        assert "en16931" in rules.lower() and "Unreadable pack folder" in rules
+    with pytest.raises(TypeError):
+        console_routes(store)
+    store.close()
