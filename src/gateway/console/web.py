@@ -43,6 +43,7 @@ from gateway.statemachine import FlowState
 from gateway.store import queries
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Store, utcnow
+from gateway.store.models import InvoiceRow
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "gateway_console"
@@ -378,6 +379,7 @@ class Console:
         return self.render(
             request, "invoices.html", session, rows=rows, filters=dict(q),
             statuses=list(LABELS["invoice"]), choices=queries.flow_filter_values(self.store),
+            lifecycle="lifecycle_status" in InvoiceRow.__table__.c,
         )  # fmt: skip
 
     def invoice(self, request: Request, session: Session) -> Response:

@@ -366,7 +366,8 @@ def console_invoices(
     partner: str | None = None,
     limit: int = 200,
 ) -> list[dict[str, Any]]:
-    """Invoices newest first; `recipient` matches the buyer SIRET or part of it, `number` part of the number."""
+    """Invoices newest first; `recipient` matches the buyer SIRET or part of it, `number` part of the number;
+    `status` is accepted | rejected | not_validated, or a lifecycle code (`213`) once invoices carry one."""
     stmt = (
         select(
             *_INVOICE_LIST_COLUMNS,
@@ -379,7 +380,10 @@ def console_invoices(
         .order_by(FlowRow.received_at.desc(), InvoiceRow.flow_id.desc(), InvoiceRow.seq)
         .limit(limit)
     )
-    if status:
+    lifecycle = InvoiceRow.__table__.c.get("lifecycle_status")  # the lifecycle area's column, once it exists
+    if status and status.strip().isdigit() and lifecycle is not None:
+        stmt = stmt.where(lifecycle == status.strip())
+    elif status:
         stmt = stmt.where(InvoiceRow.status == status.strip().lower())
     if recipient:
         stmt = stmt.where(InvoiceRow.buyer_siret.contains(recipient.strip(), autoescape=True))
