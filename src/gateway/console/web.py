@@ -13,6 +13,7 @@ replay and resend need the admin role. Every action, allowed or refused, is audi
 from __future__ import annotations
 
 import hmac
+import html
 import importlib
 import importlib.util
 import re
@@ -206,8 +207,8 @@ class Console:
 
     def refuse(self, request: Request, status_code: int, why: str) -> Response:
         response = HTMLResponse(
-            f"<!doctype html><title>Refused</title><p>{status_code}: {why}</p>"
-            f'<p><a href="{self.base(request)}/flows">Back to the console</a></p>',
+            f"<!doctype html><title>Refused</title><p>{status_code}: {html.escape(why)}</p>"
+            f'<p><a href="{html.escape(self.base(request))}/flows">Back to the console</a></p>',
             status_code=status_code,
         )
         self._harden(response)
