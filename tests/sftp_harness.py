@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import paramiko
@@ -18,9 +20,32 @@ from gateway.inbound.sftp_server import SftpPartner, SftpServer
 from gateway.telemetry.metrics import Metrics
 
 
+class ManualClock:
+    """A Clock the test moves: `advance(seconds)` instead of sleeping."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self._now = start
+        self._monotonic = 1000.0
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds
+        self._monotonic += seconds
+
+
 class Harness:
     def __init__(
-        self, base: Path, auths: dict[str, SftpPartnerAuth], logger: object = None, **config: object
+        self,
+        base: Path,
+        auths: dict[str, SftpPartnerAuth],
+        logger: object = None,
+        server_options: dict[str, Any] | None = None,  # clock, lockouts, password_verifier, write_at
+        **config: object,
     ) -> None:
         self.base = base
         self.metrics = Metrics()
@@ -30,7 +55,15 @@ class Harness:
         partners = {pid: SftpPartner(pid, self.roots[pid], auth) for pid, auth in auths.items()}
         self.config = SftpServerConfig(port=0, **config)  # type: ignore[arg-type]
         self.host_key = base / "data" / "ssh_host_ed25519_key"
-        self.server = SftpServer(self.config, partners, self.host_key, self._on_upload, self.metrics, logger)
+        self.server = SftpServer(
+            self.config,
+            partners,
+            self.host_key,
+            self._on_upload,
+            self.metrics,
+            logger,
+            **(server_options or {}),
+        )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -98,3 +131,29 @@ def make_account(directory: Path, name: str) -> Account:
     return Account(
         path, paramiko.Ed25519Key.from_private_key_file(str(path)), key.export_public_key().decode()
     )
+
+
+def raw_connection(harness: Harness, source: str = "127.0.0.1") -> socket.socket:
+    return socket.create_connection(("127.0.0.1", harness.port), timeout=10, source_address=(source, 0))
+
+
+def read_banner(sock: socket.socket) -> bytes:
+    """The server's SSH version line: proof that it accepted (and counts) the connection."""
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(256)
+        assert chunk, f"closed before the banner ({data!r})"
+        data += chunk
+    return data
+
+
+def read_until_closed(sock: socket.socket, timeout: float) -> bytes:
+    """Everything the server sends until it closes the connection (fails if it stays open)."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(4096):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -152,3 +153,84 @@ def test_validator_can_fail(validator: ArtefactValidator) -> None:
         b'<cbc:PayableAmount currencyID="EUR">', b'<cbc:PayableAmount currencyID="EUR">1'
     )
     assert any(f.rule_id.startswith("BR-CO") for f in validator.ubl_rules(xml))
+
+
+# -- routing fields (issue 17: BT-49 electronic address, BT-46 routing code 0224, buyer SIREN, year) ----------
+@pytest.mark.parametrize(("make", "syntax"), [(make_ubl, Syntax.UBL_INVOICE), (make_cii, Syntax.CII)])
+def test_generated_routing_fields(extractor: SummaryExtractor, make, syntax: Syntax) -> None:
+    s = extractor.extract(make(issue_date="2024-12-31"), syntax)
+    assert (s.buyer_siret, s.buyer_siren) == (BUYER_SIRET, BUYER_SIRET[:9])
+    assert (s.buyer_electronic_address, s.buyer_electronic_address_scheme) == (BUYER_SIRET, "0009")
+    assert (s.buyer_routing_code, s.issue_year) == (None, "2024")
+
+
+def test_ubl_routing_code_and_addressing_identifier(extractor: SummaryExtractor) -> None:
+    xml = make_ubl().decode()
+    buyer_at = xml.index("<cac:AccountingCustomerParty>")
+    head, tail = xml[:buyer_at], xml[buyer_at:]
+    tail = tail.replace(
+        f'<cbc:EndpointID schemeID="0009">{BUYER_SIRET}</cbc:EndpointID>',
+        f'<cbc:EndpointID schemeID="0225">{BUYER_SIRET[:9]}_COMPTA</cbc:EndpointID>'
+        '<cac:PartyIdentification><cbc:ID schemeID="0224">CR-7</cbc:ID></cac:PartyIdentification>',
+        1,
+    )
+    s = extractor.extract((head + tail).encode(), Syntax.UBL_INVOICE)
+    assert (s.buyer_electronic_address, s.buyer_electronic_address_scheme) == (
+        f"{BUYER_SIRET[:9]}_COMPTA",
+        "0225",
+    )
+    assert (s.buyer_routing_code, s.buyer_siret) == ("CR-7", BUYER_SIRET)  # the 0224 id is not taken as SIRET
+    assert s.seller_siret == SELLER_SIRET  # the seller's own ids are untouched
+
+
+def test_cii_routing_code_and_addressing_identifier(extractor: SummaryExtractor) -> None:
+    xml = make_cii().decode()
+    buyer_at = xml.index("<ram:BuyerTradeParty>")
+    head, tail = xml[:buyer_at], xml[buyer_at:]
+    tail = tail.replace(
+        f'<ram:GlobalID schemeID="0009">{BUYER_SIRET}</ram:GlobalID>',
+        f'<ram:GlobalID schemeID="0009">{BUYER_SIRET}</ram:GlobalID><ram:GlobalID schemeID="0224">CR-8</ram:GlobalID>',
+        1,
+    ).replace(
+        f'<ram:URIID schemeID="0009">{BUYER_SIRET}</ram:URIID>',
+        f'<ram:URIID schemeID="0225">{BUYER_SIRET[:9]}</ram:URIID>',
+        1,
+    )
+    s = extractor.extract((head + tail).encode(), Syntax.CII)
+    assert (s.buyer_electronic_address, s.buyer_electronic_address_scheme) == (BUYER_SIRET[:9], "0225")
+    assert (s.buyer_routing_code, s.buyer_siret, s.buyer_siren) == ("CR-8", BUYER_SIRET, BUYER_SIRET[:9])
+
+
+def test_no_buyer_identifiers(extractor: SummaryExtractor) -> None:
+    xml = make_ubl().decode()
+    buyer_at = xml.index("<cac:AccountingCustomerParty>")
+    tail = re.sub(r"<cbc:EndpointID[^>]*>[^<]*</cbc:EndpointID>", "", xml[buyer_at:], count=1)
+    tail = re.sub(r"<cac:PartyIdentification>.*?</cac:PartyIdentification>", "", tail, count=1, flags=re.S)
+    tail = re.sub(r'<cbc:CompanyID schemeID="0002">[^<]*</cbc:CompanyID>', "", tail, count=1)
+    s = extractor.extract((xml[:buyer_at] + tail).encode(), Syntax.UBL_INVOICE)
+    assert (
+        s.buyer_siret
+        is s.buyer_siren
+        is s.buyer_electronic_address
+        is s.buyer_electronic_address_scheme
+        is None
+    )
+
+
+def test_flat_file_buyer_address() -> None:
+    from gateway.samples import make_flat
+
+    docs = Identifier().identify(make_flat(invoices=2), "batch.txt").invoices
+    for doc in docs:
+        s = doc.summary
+        assert (s.buyer_electronic_address, s.buyer_electronic_address_scheme) == (BUYER_SIRET[:9], "0225")
+        assert (s.buyer_siret, s.buyer_siren, s.issue_year) == (BUYER_SIRET, BUYER_SIRET[:9], "2025")
+
+
+@needs_corpus
+def test_french_corpus_routing_fields() -> None:
+    s = _summary("factur-x/tests/fixtures/xml/ubl-21-extended-ctc-fr.xml")
+    assert (s.buyer_electronic_address, s.buyer_electronic_address_scheme) == ("787878784", "0225")
+    assert (s.buyer_siren, s.buyer_routing_code, s.issue_year) == ("787878784", None, "2026")
+    c = _summary("factur-x/tests/fixtures/xml/factur-x-extended.xml")
+    assert (c.buyer_siret, c.buyer_siren, c.buyer_routing_code) == ("98765432100029", "987654321", "CDROUT1")

@@ -178,7 +178,7 @@ def test_scrape_reads_the_database_gauges(server: MonitoringServer, seeded: Seed
     }
     assert samples["gateway_quarantined_flows"][()] == 1.0
     assert samples["gateway_store_up"][()] == 1.0
-    assert samples["gateway_outbox_pending"][()] == 0.0  # no outbox table yet
+    assert samples["gateway_outbox_pending"][()] == 0.0  # nothing enqueued
     # oldest pending = the FAILED flow received 25 minutes ago (QUARANTINED is not pending)
     assert abs(samples["gateway_oldest_pending_age_seconds"][()] - 25 * 60) < 60
 
@@ -226,9 +226,16 @@ def test_registry_metrics_are_exposed_with_the_gauges(server: MonitoringServer, 
 
 
 def test_outbox_table_is_counted_once_it_exists(server: MonitoringServer, store: Store) -> None:
+    from gateway.store.outbox import Outbox, RetryPolicy, enqueue
+
     with store.transaction() as conn:
-        conn.exec_driver_sql("CREATE TABLE outbox (id INTEGER PRIMARY KEY, state VARCHAR(16))")
-        conn.exec_driver_sql("INSERT INTO outbox (state) VALUES ('pending'), ('pending'), ('done'), ('dead')")
+        for n in range(4):
+            enqueue(conn, kind="delivery", sink="partner:b", remote_name=f"{n}.xml", payload=b"<x/>")
+    outbox = Outbox(store)
+    sent, dead = outbox.claim("w", 60), outbox.claim("w", 60)
+    assert sent is not None and dead is not None
+    assert outbox.mark_sent(sent, "w", "ok")
+    assert outbox.mark_failed(dead, "w", "refused", RetryPolicy(), permanent=True) == "dead"
     assert scrape(server)["gateway_outbox_pending"][()] == 2.0
 
 

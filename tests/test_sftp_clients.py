@@ -21,7 +21,15 @@ from structlog.testing import LogCapture
 from gateway.inbound.sftp_config import SftpPartnerAuth
 from gateway.inbound.sftp_server import hash_password
 
-from sftp_harness import Account, Harness, make_account
+from sftp_harness import (
+    Account,
+    Harness,
+    ManualClock,
+    make_account,
+    raw_connection,
+    read_banner,
+    read_until_closed,
+)
 
 SFTP_CLIENT = shutil.which("sftp")
 PASSWORD = "correct horse battery staple"
@@ -291,6 +299,7 @@ def test_wrong_key_wrong_password_unknown_user(gateway: Harness, accounts) -> No
 
 
 def test_lockout_after_repeated_failures(make_harness, accounts) -> None:
+    clock = ManualClock()
     harness = make_harness(
         {
             "beta": SftpPartnerAuth(
@@ -298,7 +307,8 @@ def test_lockout_after_repeated_failures(make_harness, accounts) -> None:
             )
         },
         max_login_failures=3,
-        lockout_seconds=3.0,
+        lockout_seconds=300.0,
+        server_options={"clock": clock},
     )
     for _ in range(3):
         with pytest.raises(paramiko.AuthenticationException):
@@ -307,7 +317,7 @@ def test_lockout_after_repeated_failures(make_harness, accounts) -> None:
         with pytest.raises(paramiko.AuthenticationException):
             connect(harness, "beta", **kwargs)  # right credentials, but the address is locked out
     assert harness.metric("gateway_sftp_logins_total", result="locked_out") == 2
-    time.sleep(3.1)
+    clock.advance(301)
     client, sftp = connect(harness, "beta", password=PASSWORD)
     assert sftp.listdir("/") == ["in", "out"]
     client.close()
@@ -571,32 +581,6 @@ def test_twenty_concurrent_clients_fifty_files_each(make_harness, accounts) -> N
 # ---- connection limits --------------------------------------------------------------------------------
 
 
-def raw_connection(harness: Harness, source: str = "127.0.0.1") -> socket.socket:
-    return socket.create_connection(("127.0.0.1", harness.port), timeout=10, source_address=(source, 0))
-
-
-def read_banner(sock: socket.socket) -> bytes:
-    """The server's SSH version line: proof that it accepted (and counts) the connection."""
-    data = b""
-    while b"\r\n" not in data:
-        chunk = sock.recv(256)
-        assert chunk, f"closed before the banner ({data!r})"
-        data += chunk
-    return data
-
-
-def read_until_closed(sock: socket.socket, timeout: float) -> bytes:
-    """Everything the server sends until it closes the connection (fails if it stays open)."""
-    sock.settimeout(timeout)
-    data = b""
-    try:
-        while chunk := sock.recv(4096):
-            data += chunk
-    except ConnectionResetError:
-        pass
-    return data
-
-
 def test_partner_max_sessions(make_harness, accounts) -> None:
     harness = make_harness(
         {
@@ -647,6 +631,7 @@ def test_max_connections_refuses_before_the_handshake(make_harness, accounts) ->
         {"acme": SftpPartnerAuth(authorized_keys=[accounts["acme"].public_line])},
         logger=logger,
         max_connections=3,
+        max_unauthenticated=3,  # all three may be unauthenticated: this test is about max_connections
     )
     idle = [raw_connection(harness) for _ in range(3)]  # never authenticate: they count all the same
     try:
@@ -703,8 +688,12 @@ def test_login_timeout_closes_unauthenticated_connections(make_harness, accounts
     assert harness.server.unauthenticated_count("127.0.0.1") == 0
     client, sftp = connect(harness, "acme", accounts["acme"].pkey)  # a real login outlives the timeout
     try:
-        time.sleep(1.5)
-        assert sftp.listdir("/") == ["in", "out"]
+        later = raw_connection(harness)  # opened after the login: closed by its own timeout...
+        try:
+            read_until_closed(later, timeout=10)
+        finally:
+            later.close()
+        assert sftp.listdir("/") == ["in", "out"]  # ...while the login, older, still works
     finally:
         client.close()
 

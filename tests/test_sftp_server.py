@@ -19,7 +19,10 @@ from structlog.testing import LogCapture
 
 from gateway.commands import sftp as sftp_command
 from gateway.inbound.sftp_config import SftpPartnerAuth, SftpServerConfig
-from gateway.inbound.sftp_server import _LoginLimiter, hash_password
+from gateway.inbound.sftp_lockout import LoginLimiter
+from gateway.inbound.sftp_server import hash_password
+
+from sftp_harness import ManualClock
 
 
 @pytest.fixture
@@ -46,8 +49,14 @@ def test_defaults() -> None:
     config = SftpServerConfig()
     assert (config.host, config.port, config.host_key) == ("127.0.0.1", 2222, None)
     assert config.upload_temp_suffixes == (".part", ".filepart", ".tmp")
-    assert (config.max_connections, config.login_timeout_seconds) == (200, 60.0)
+    assert (config.max_connections, config.login_timeout_seconds) == (200, 20.0)
     assert config.max_unauthenticated_per_address == 30
+    assert config.max_unauthenticated is None and config.unauthenticated_limit() == 100
+    assert SftpServerConfig(max_connections=3).unauthenticated_limit() == 1
+    assert (config.max_login_failures, config.max_login_failures_per_address) == (5, 20)
+    assert (config.max_open_handles_per_session, config.max_open_handles_per_partner) == (32, 128)
+    with pytest.raises(ValidationError, match="max_unauthenticated"):
+        SftpServerConfig(max_connections=10, max_unauthenticated=11)
     assert SftpPartnerAuth().authorized_keys == [] and SftpPartnerAuth().allowed_sources == []
     assert SftpPartnerAuth().max_sessions == 10
     for bad in ({"max_connections": 0}, {"login_timeout_seconds": 0}, {"max_unauthenticated_per_address": 0}):
@@ -105,18 +114,51 @@ def test_hash_password_and_command(
 
 
 def test_login_limiter_locks_and_forgets() -> None:
-    now = [1000.0]
-    limiter = _LoginLimiter(max_failures=3, lockout_seconds=60, clock=lambda: now[0])
-    assert not limiter.failure("192.0.2.1") and not limiter.failure("192.0.2.1")
-    limiter.success("192.0.2.1")  # a good login clears the count
-    assert not limiter.failure("192.0.2.1") and not limiter.failure("192.0.2.1")
-    assert limiter.failure("192.0.2.1")
-    assert limiter.locked("192.0.2.1") and not limiter.locked("192.0.2.2")
-    now[0] += 61
-    assert not limiter.locked("192.0.2.1")
-    assert not limiter.failure("192.0.2.3")
-    now[0] += 61  # failures older than the window are forgotten
-    assert not limiter.failure("192.0.2.3") and not limiter.failure("192.0.2.3")
+    clock = ManualClock()
+    limiter = LoginLimiter(max_failures=3, max_address_failures=100, lockout_seconds=60, clock=clock)
+    assert not limiter.failure("192.0.2.1", "acme") and not limiter.failure("192.0.2.1", "acme")
+    limiter.success("192.0.2.1", "acme")  # a good login clears that user's count
+    assert not limiter.failure("192.0.2.1", "acme") and not limiter.failure("192.0.2.1", "acme")
+    [lockout] = limiter.failure("192.0.2.1", "acme")
+    assert (lockout.address, lockout.username, lockout.until) == ("192.0.2.1", "acme", clock.now() + 60)
+    assert limiter.locked("192.0.2.1", "acme", password=True)
+    assert limiter.locked("192.0.2.1", "acme", password=False)  # keys too: that account, from there
+    assert not limiter.locked("192.0.2.2", "acme", password=True)
+    assert not limiter.locked("192.0.2.1", "beta", password=True)  # another user from the same address
+    clock.advance(61)
+    assert not limiter.locked("192.0.2.1", "acme", password=True)
+    assert not limiter.failure("192.0.2.3", "acme")
+    clock.advance(61)  # failures older than the window are forgotten
+    assert not limiter.failure("192.0.2.3", "acme") and not limiter.failure("192.0.2.3", "acme")
+
+
+def test_a_login_does_not_clear_other_users_failures() -> None:
+    """Issue 16 item 8: a partner with working credentials cannot reset the count between guesses."""
+    clock = ManualClock()
+    limiter = LoginLimiter(max_failures=3, max_address_failures=5, lockout_seconds=60, clock=clock)
+    for _ in range(2):
+        assert not limiter.failure("192.0.2.1", "victim")
+        limiter.success("192.0.2.1", "attacker")
+    assert limiter.failure("192.0.2.1", "victim")  # third failure: locked despite the logins between
+    assert limiter.locked("192.0.2.1", "victim", password=True)
+
+
+def test_address_lockout_spares_key_logins() -> None:
+    """Password guesses over many names lock the address's *password* logins; key users behind it stay in."""
+    clock = ManualClock()
+    limiter = LoginLimiter(max_failures=3, max_address_failures=4, lockout_seconds=60, clock=clock)
+    started = [limiter.failure("198.51.100.7", f"user{n}") for n in range(4)]
+    assert started[:3] == [[], [], []]
+    [address_lockout] = started[3]
+    assert (address_lockout.username, address_lockout.failures) == ("", 4)
+    assert limiter.locked("198.51.100.7", "acme", password=True)
+    assert not limiter.locked("198.51.100.7", "acme", password=False)
+    assert not limiter.locked("198.51.100.8", "acme", password=True)
+    restored = LoginLimiter(max_failures=3, max_address_failures=4, lockout_seconds=60, clock=clock)
+    assert restored.restore([address_lockout]) == 1
+    assert restored.locked("198.51.100.7", "beta", password=True)
+    clock.advance(60)
+    assert restored.restore([address_lockout]) == 0  # expired ones are not restored
 
 
 # ---- lifecycle ----------------------------------------------------------------------------------------

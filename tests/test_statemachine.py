@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.statemachine import (
+    DELIVERY_STATES,
     PROGRESS_STATES,
     TERMINAL_STATES,
     TRANSITIONS,
@@ -42,16 +43,42 @@ def test_happy_path_reaches_acknowledged() -> None:
 
 def test_full_path_with_routing_and_delivery() -> None:
     pos = Position(FlowState.RECEIVED)
-    for event in (
-        Event.IDENTIFY,
-        Event.TRANSFORM,
-        Event.VALIDATE,
-        Event.ROUTE,
-        Event.DELIVER,
-        Event.ACKNOWLEDGE,
-    ):
+    for event in (Event.IDENTIFY, Event.TRANSFORM, Event.VALIDATE, Event.ROUTE, Event.DELIVER):
         pos = transition(pos, event)
-    assert pos.state is FlowState.ACKNOWLEDGED
+    assert pos.state is FlowState.DELIVERED and pos.state in TERMINAL_STATES
+
+
+def test_dead_delivery_waits_for_an_operator_then_delivers() -> None:
+    pos = transition(Position(FlowState.ROUTED), Event.UNDELIVERABLE)
+    assert pos.state is FlowState.UNDELIVERED
+    for event in (Event.DELIVER, Event.RETRY, Event.REPLAY, Event.FAIL, Event.ACKNOWLEDGE):
+        with pytest.raises(InvalidTransition):
+            transition(pos, event)
+    pos = transition(pos, Event.RESEND)
+    assert transition(pos, Event.DELIVER).state is FlowState.DELIVERED
+
+
+@given(
+    st.sampled_from(sorted(DELIVERY_STATES)), st.sampled_from([Event.FAIL, Event.QUARANTINE, Event.REJECT])
+)
+def test_delivery_states_are_not_flow_worker_states(state: FlowState, event: Event) -> None:
+    # a flow waiting on its deliveries has told its sender everything: no failure, no second verdict
+    with pytest.raises(InvalidTransition):
+        transition(Position(state), event)
+
+
+@given(positions, st.lists(st.sampled_from(list(Event)), max_size=30))
+def test_once_routed_the_sender_verdict_is_final(start: Position, events: list[Event]) -> None:
+    pos = start
+    routed = pos.state in DELIVERY_STATES or pos.state is FlowState.DELIVERED
+    for event in events:
+        try:
+            pos = transition(pos, event)
+        except InvalidTransition:
+            continue
+        if routed:
+            assert pos.state in DELIVERY_STATES | {FlowState.DELIVERED}
+        routed = routed or pos.state is FlowState.ROUTED
 
 
 @given(positions, st.sampled_from(list(Event)))
@@ -103,7 +130,7 @@ def test_quarantine_can_be_replayed() -> None:
     assert transition(Position(FlowState.QUARANTINED), Event.REPLAY).state is FlowState.RECEIVED
 
 
-@given(st.integers(min_value=1, max_value=50))
+@given(st.integers(min_value=1, max_value=10**6))
 def test_backoff_grows_and_is_capped(attempts: int) -> None:
     delay = backoff_seconds(attempts, 2.0, 300.0)
     assert 2.0 <= delay <= 300.0

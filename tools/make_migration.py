@@ -10,6 +10,7 @@ writes `src/gateway/store/migrations/versions/<next>_<slug>.py`. Read and adjust
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -38,7 +39,17 @@ def main() -> int:
     versions = Path(__file__).resolve().parents[1] / "src/gateway/store/migrations/versions"
     written = next(versions.glob(f"{next_id}_*.py"))
     final = versions / f"{next_id}_{slug}.py"
-    written.rename(final)
+    text = written.read_text().replace("gateway.store.models.UTCDateTime()", "UTCDateTime()")
+    text = re.sub(r"[ ]*# ### (commands auto generated|end Alembic commands).*###\n", "", text)
+    if "UTCDateTime()" in text:
+        text = text.replace(
+            "from alembic import op\n",
+            "from alembic import op\n\nfrom gateway.store.models import UTCDateTime\n",
+        )
+    written.unlink()
+    final.write_text(text)
+    subprocess.run([sys.executable, "-m", "ruff", "check", "-q", "--fix", str(final)], check=False)
+    subprocess.run([sys.executable, "-m", "ruff", "format", "-q", str(final)], check=False)
     print(f"wrote {final}")
     return 0
 

@@ -50,6 +50,8 @@
       <xsl:for-each select="$buyer/ram:ID | $buyer/ram:GlobalID">
         <buyer_id scheme="{normalize-space(@schemeID)}"><xsl:value-of select="normalize-space(.)"/></buyer_id>
       </xsl:for-each>
+      <!-- BT-49 buyer electronic address and its scheme (BT-49-1) -->
+      <buyer_endpoint scheme="{normalize-space($buyer/ram:URIUniversalCommunication/ram:URIID/@schemeID)}"><xsl:value-of select="normalize-space($buyer/ram:URIUniversalCommunication/ram:URIID)"/></buyer_endpoint>
       <!-- BT-10, BT-13, BT-23 -->
       <service_code><xsl:value-of select="normalize-space($agreement/ram:BuyerReference)"/></service_code>
       <engagement_number><xsl:value-of select="normalize-space($agreement/ram:BuyerOrderReferencedDocument/ram:IssuerAssignedID)"/></engagement_number>

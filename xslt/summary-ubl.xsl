@@ -50,6 +50,8 @@
       <xsl:for-each select="$buyer/cac:PartyIdentification/cbc:ID">
         <buyer_id scheme="{normalize-space(@schemeID)}"><xsl:value-of select="normalize-space(.)"/></buyer_id>
       </xsl:for-each>
+      <!-- BT-49 buyer electronic address and its scheme (BT-49-1) -->
+      <buyer_endpoint scheme="{normalize-space($buyer/cbc:EndpointID/@schemeID)}"><xsl:value-of select="normalize-space($buyer/cbc:EndpointID)"/></buyer_endpoint>
       <!-- BT-10, BT-13, BT-23 -->
       <service_code><xsl:value-of select="normalize-space($doc/cbc:BuyerReference)"/></service_code>
       <engagement_number><xsl:value-of select="normalize-space($doc/cac:OrderReference/cbc:ID)"/></engagement_number>

@@ -47,7 +47,13 @@ def build_gateway(data_dir: DataDir) -> Gateway:
     if config.sftp.enabled:
         from gateway.runtime.sftp_service import SftpService
 
-        gateway.extra_services.append(SftpService(data_dir, config, gateway.upload_hint, metrics))
+        gateway.extra_services.append(
+            SftpService(data_dir, config, gateway.upload_hint, metrics, store=gateway.store)
+        )
+    if config.as2.enabled:
+        from gateway.as2.wiring import install_as2
+
+        install_as2(gateway)  # the AS2 listener, the `as2:` sink and acknowledgements by AS2
     return gateway
 
 

@@ -23,6 +23,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.sftp",
     "gateway.commands.monitor",
     "gateway.commands.db",
+    "gateway.commands.deliveries",
+    "gateway.commands.directory",
+    "gateway.commands.as2",
     "gateway.commands.operators",
 )
 
@@ -134,7 +137,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 # -- monitoring -----------------------------------------------------------------------------------
-def open_store(data_dir: Path) -> Any:
+def open_store(data_dir: Path, *, create: bool = False) -> Any:
+    """The data dir's store, at this gateway's schema: never migrated here.
+
+    `create`: a command that writes (directory import) may create the schema of an empty database,
+    as a first `gateway run` would; an older schema always waits for `gateway db upgrade`.
+    """
     from gateway.datadir import DataDir
     from gateway.store.db import Store
 
@@ -142,7 +150,9 @@ def open_store(data_dir: Path) -> Any:
     if not dd.config_file.exists():
         raise ConfigError(f"{dd.config_file}: no configuration here; is --data-dir right?")
     store = Store(dd.database_url(dd.load_config()))
-    store.check_schema()  # read-only commands never migrate
+    if create and store.current_revision() is None:
+        store.migrate()
+    store.check_schema()
     return store
 
 
@@ -216,10 +226,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if flow is None:
         print(f"no flow {args.flow_id}", file=sys.stderr)
         return 1
-    if flow["state"] != FlowState.QUARANTINED.value:
-        print(f"flow {args.flow_id} is {flow['state']}; only QUARANTINED flows are replayed", file=sys.stderr)
+    # the state is checked again inside the transaction that moves the flow (a worker may hold it)
+    if not store.quarantine_or_replay(
+        args.flow_id, FlowState.RECEIVED, "operator", "replayed by operator", expected=FlowState.QUARANTINED
+    ):
+        state = (queries.get_flow_detail(store, args.flow_id) or {"flow": {"state": "?"}})["flow"]["state"]
+        print(f"flow {args.flow_id} is {state}; only QUARANTINED flows are replayed", file=sys.stderr)
         return 1
-    store.quarantine_or_replay(args.flow_id, FlowState.RECEIVED, "operator", "replayed by operator")
     print(f"flow {args.flow_id} is RECEIVED again; a running gateway takes it")
     return 0
 

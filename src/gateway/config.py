@@ -9,12 +9,14 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.as2.config import As2Config, PartnerAs2Config
 from gateway.errors import ConfigError
 from gateway.inbound.sftp_config import SftpPartnerAuth, SftpServerConfig
+from gateway.outbound.sftp_push import SftpSinkConfig
 from gateway.transforms.identify import IdentifyLimits
 from gateway.validation.plan import ValidationConfig
 
@@ -83,6 +85,31 @@ class PartnerConfig(Strict):
     enabled: bool = True
     folder: str = Field("", description="partner root holding in/ and out/; default partners/<id>")
     sftp: SftpPartnerAuth | None = Field(None, description="SFTP access; none = folder drops only")
+    as2: PartnerAs2Config | None = Field(None, description="AS2 station of the partner; none = no AS2")
+
+
+class DeliveryConfig(Strict):
+    """The delivery workers that send outbox rows (acks, deliveries) through their sinks."""
+
+    threads: int = Field(2, ge=1, le=64, description="delivery worker threads")
+    max_attempts: int = Field(10, ge=1, description="sends of a delivery before it is dead (acks: never)")
+    backoff_base_seconds: float = Field(5.0, gt=0, description="first retry delay; doubles each attempt")
+    backoff_max_seconds: float = Field(3600.0, gt=0, description="longest delay between two deliveries")
+    ack_backoff_max_seconds: float = Field(
+        60.0, gt=0, description="longest delay between two tries of an acknowledgement (retried forever)"
+    )
+    lease_seconds: float = Field(300.0, gt=0, description="a worker's hold on a row while sending it")
+    poll_interval_seconds: float = Field(2.0, gt=0, description="idle workers look for due rows this often")
+
+
+class FolderSinkConfig(Strict):
+    """`[sinks.<id>]` with `type = "folder"`: a local directory (`.part` + fsync + rename)."""
+
+    type: Literal["folder"]
+    path: str = Field(min_length=1, description="directory receiving the files (relative to the data dir)")
+
+
+SinkConfig = Annotated[FolderSinkConfig | SftpSinkConfig, Field(discriminator="type")]
 
 
 class GatewayConfig(Strict):
@@ -100,6 +127,19 @@ class GatewayConfig(Strict):
     partners: dict[str, PartnerConfig] = Field(
         default_factory=lambda: {"demo": PartnerConfig(name="Demo partner")}
     )
+    delivery: DeliveryConfig = DeliveryConfig()
+    as2: As2Config = As2Config()
+    sinks: dict[str, SinkConfig] = Field(
+        default_factory=dict, description="named sinks a directory line may deliver to, by id"
+    )
+
+    @field_validator("sinks")
+    @classmethod
+    def _sink_ids(cls, sinks: dict[str, Any]) -> dict[str, Any]:
+        for sid in sinks:
+            if not PARTNER_ID.match(sid):
+                raise ValueError(f"sink id {sid!r} must match {PARTNER_ID.pattern} (no ':')")
+        return sinks
 
     @field_validator("partners")
     @classmethod

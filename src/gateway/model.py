@@ -82,6 +82,12 @@ class InvoiceSummary:
     amount_due: Decimal | None = None
     line_count: int = 0
     attachment_count: int = 0
+    # routing (issue 17, domain.md §5, chorus-reference.md §4.2)
+    buyer_siren: str | None = None  # BT-47 scheme 0002, else the buyer SIRET's first 9 digits
+    buyer_electronic_address: str | None = None  # BT-49
+    buyer_electronic_address_scheme: str | None = None  # BT-49-1 (0225 = French addressing identifier)
+    buyer_routing_code: str | None = None  # BT-46 with scheme 0224
+    issue_year: str | None = None  # from BT-2, for invoice-number uniqueness per seller and year
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -1,7 +1,19 @@
 """The flow state machine as data, and a pure transition function (architecture.md, "The flow").
 
-RECEIVED → IDENTIFIED → TRANSFORMED → VALIDATED → ROUTED → DELIVERED → ACKNOWLEDGED (terminal)
-Until routing and delivery exist, VALIDATED → ACKNOWLEDGED is the "no routing configured" path.
+Flow workers (claim a flow under a lease, run its stages):
+    RECEIVED → IDENTIFIED → TRANSFORMED → VALIDATED
+Then one transaction (the route stage) decides everything the sender is told, enqueues the sender's
+acknowledgement in the outbox, and ends the flow workers' part:
+    VALIDATED --route--------> ROUTED        at least one invoice routed: its delivery rows are enqueued
+    VALIDATED --acknowledge--> ACKNOWLEDGED  (terminal) nothing to deliver: no directory configured (the
+                                             directory is empty), or no invoice left after routing with
+                                             at least one accepted … (partial batches stay partial)
+    VALIDATED --reject-------> REJECTED      (terminal) no invoice accepted
+The sender's ack never waits for a recipient: it is enqueued at the same commit as ROUTED.
+Delivery workers (the outbox; a flow in these states is never claimed by flow workers):
+    ROUTED --deliver--------> DELIVERED     (terminal) the last delivery row of the flow was sent
+    ROUTED --undeliverable--> UNDELIVERED   a delivery row went dead: the flow waits for an operator
+    UNDELIVERED --resend----> ROUTED        `gateway resend INVOICE_ID` (a new attempt, same name)
 Any progress state may go to REJECTED (terminal) or FAILED (retry with backoff); FAILED resumes at
 the checkpoint it failed from; a flow that failed or crashed a worker too often is QUARANTINED.
 """
@@ -19,6 +31,7 @@ class FlowState(StrEnum):
     VALIDATED = "VALIDATED"
     ROUTED = "ROUTED"
     DELIVERED = "DELIVERED"
+    UNDELIVERED = "UNDELIVERED"
     ACKNOWLEDGED = "ACKNOWLEDGED"
     REJECTED = "REJECTED"
     FAILED = "FAILED"
@@ -37,6 +50,8 @@ class Event(StrEnum):
     RETRY = "retry"  # backoff elapsed: back to the checkpoint
     QUARANTINE = "quarantine"  # too many failures or worker crashes
     REPLAY = "replay"  # operator: start the flow again from RECEIVED
+    UNDELIVERABLE = "undeliverable"  # a delivery row of the flow went dead
+    RESEND = "resend"  # operator: deliver again (a new attempt under the same name)
 
 
 PROGRESS_STATES: frozenset[FlowState] = frozenset(
@@ -45,12 +60,14 @@ PROGRESS_STATES: frozenset[FlowState] = frozenset(
         FlowState.IDENTIFIED,
         FlowState.TRANSFORMED,
         FlowState.VALIDATED,
-        FlowState.ROUTED,
-        FlowState.DELIVERED,
     }
 )
-TERMINAL_STATES: frozenset[FlowState] = frozenset({FlowState.ACKNOWLEDGED, FlowState.REJECTED})
-# States a worker picks up (FAILED flows only once their backoff has elapsed).
+# Waiting on the outbox: moved by delivery workers (and the operator), never claimed by flow workers.
+DELIVERY_STATES: frozenset[FlowState] = frozenset({FlowState.ROUTED, FlowState.UNDELIVERED})
+TERMINAL_STATES: frozenset[FlowState] = frozenset(
+    {FlowState.ACKNOWLEDGED, FlowState.REJECTED, FlowState.DELIVERED}
+)
+# States a flow worker picks up (FAILED flows only once their backoff has elapsed).
 WORKABLE_STATES: frozenset[FlowState] = PROGRESS_STATES | {FlowState.FAILED}
 
 _FORWARD: dict[tuple[FlowState, Event], FlowState] = {
@@ -58,9 +75,10 @@ _FORWARD: dict[tuple[FlowState, Event], FlowState] = {
     (FlowState.IDENTIFIED, Event.TRANSFORM): FlowState.TRANSFORMED,
     (FlowState.TRANSFORMED, Event.VALIDATE): FlowState.VALIDATED,
     (FlowState.VALIDATED, Event.ROUTE): FlowState.ROUTED,
-    (FlowState.ROUTED, Event.DELIVER): FlowState.DELIVERED,
-    (FlowState.DELIVERED, Event.ACKNOWLEDGE): FlowState.ACKNOWLEDGED,
     (FlowState.VALIDATED, Event.ACKNOWLEDGE): FlowState.ACKNOWLEDGED,
+    (FlowState.ROUTED, Event.DELIVER): FlowState.DELIVERED,
+    (FlowState.ROUTED, Event.UNDELIVERABLE): FlowState.UNDELIVERED,
+    (FlowState.UNDELIVERED, Event.RESEND): FlowState.ROUTED,
 }
 
 
@@ -115,4 +133,4 @@ def transition(position: Position, event: Event) -> Position:
 
 def backoff_seconds(attempts: int, base: float, cap: float) -> float:
     """Exponential backoff: base, 2·base, 4·base … capped."""
-    return float(min(cap, base * (2 ** max(0, attempts - 1))))
+    return float(min(cap, base * (2 ** min(max(0, attempts - 1), 60))))  # bounded exponent: no overflow

@@ -1,4 +1,9 @@
-"""`gateway sftp …` commands: `hash-password` prints the argon2 hash to put in a partner's config."""
+"""`gateway sftp …` commands.
+
+* `hash-password` prints the argon2 hash to put in a partner's config;
+* `fingerprint` prints the SFTP host key's SHA256 fingerprint as OpenSSH shows it, for partners to
+  check on their first connection (the key is generated first if the server never started).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import argparse
 import getpass
 import sys
 
-from gateway.inbound.sftp_server import hash_password
+from gateway.inbound.sftp_auth import hash_password
+from gateway.inbound.sftp_hostkey import HostKeyError, fingerprint, load_or_create_host_key
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -23,6 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="read the password from stdin even when it is a terminal (first line, newline stripped)",
     )
     hashing.set_defaults(func=run)
+    printing = commands.add_parser(
+        "fingerprint",
+        help="print the SFTP host key's SHA256 fingerprint (as `ssh` shows it) to give to partners",
+    )
+    from gateway.cli import add_data_dir
+
+    add_data_dir(printing)
+    printing.set_defaults(func=run_fingerprint)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,4 +54,24 @@ def run(args: argparse.Namespace) -> int:
         print("empty password refused", file=sys.stderr)
         return 1
     print(hash_password(password))
+    return 0
+
+
+def run_fingerprint(args: argparse.Namespace) -> int:
+    from gateway.datadir import DataDir
+    from gateway.runtime.sftp_service import host_key_path
+
+    data_dir = DataDir(args.data_dir.resolve())
+    if not data_dir.config_file.exists():
+        print(f"{data_dir.config_file}: no configuration here; is --data-dir right?", file=sys.stderr)
+        return 2
+    path = host_key_path(data_dir, data_dir.load_config())
+    try:
+        if not path.exists():
+            load_or_create_host_key(path)
+            print(f"generated the SFTP host key {path}", file=sys.stderr)
+        print(fingerprint(path))
+    except (HostKeyError, OSError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
     return 0

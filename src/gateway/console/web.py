@@ -506,9 +506,13 @@ class Console:
             )
             self.accounts.audit(operator.name, "replay", flow_id, "refused", why, client)
             return f"only a quarantined flow can be replayed: {why}"
-        self.store.quarantine_or_replay(
-            flow_id, FlowState.RECEIVED, f"operator:{operator.name}", f"replayed by {operator.name} (console)"
-        )
+        # the state is checked again inside the transaction that moves the flow (a worker may hold it)
+        if not self.store.quarantine_or_replay(
+            flow_id, FlowState.RECEIVED, f"operator:{operator.name}", f"replayed by {operator.name} (console)",
+            expected=FlowState.QUARANTINED,
+        ):  # fmt: skip
+            self.accounts.audit(operator.name, "replay", flow_id, "refused", "changed meanwhile", client)
+            return "the flow changed meanwhile; reload the page"
         self.accounts.audit(operator.name, "replay", flow_id, "ok", None, client)
         return None
 

@@ -7,7 +7,7 @@ import ipaddress
 import asyncssh
 from argon2 import extract_parameters
 from argon2.exceptions import InvalidHashError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class SftpServerConfig(BaseModel):
@@ -19,15 +19,24 @@ class SftpServerConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=2222, ge=0, le=65535)  # 0 = ephemeral (tests)
     host_key: str | None = None  # path; None = <data dir>/ssh_host_ed25519_key, generated on first start
+    # Failed logins of one user from one address within lockout_seconds that lock that user out from there.
     max_login_failures: int = Field(default=5, ge=1)
+    # Failed logins from one address (any user) that lock out *password* logins from it (keys still work).
+    max_login_failures_per_address: int = Field(default=20, ge=1)
     lockout_seconds: float = Field(default=300.0, ge=0)
     # SSH connections open at once, authenticated or not; one more is closed before the SSH handshake.
     max_connections: int = Field(default=200, ge=1)
     # Connections not yet authenticated that one source address may hold at once; one more from that
     # address is closed before the SSH handshake (so one address cannot take every max_connections slot).
     max_unauthenticated_per_address: int = Field(default=30, ge=1)
+    # Connections not yet authenticated, in all; None = half of max_connections. The rest is kept for
+    # authenticated partners; when full, a newcomer evicts the oldest from the address holding the most.
+    max_unauthenticated: int | None = Field(default=None, ge=1)
     # A connection not authenticated this long after it was accepted is closed (even one sending nothing).
-    login_timeout_seconds: float = Field(default=60.0, gt=0)
+    login_timeout_seconds: float = Field(default=20.0, gt=0)
+    # Open file handles (uploads + downloads) one SFTP session, and all sessions of a partner, may hold.
+    max_open_handles_per_session: int = Field(default=32, ge=1)
+    max_open_handles_per_partner: int = Field(default=128, ge=1)
     keepalive_seconds: float = Field(default=60.0, ge=0)  # 0 = no keepalive probes
     # A name ending so (case-insensitive), or starting with a prefix below, is a temporary upload name:
     # published on close but ignored by the folder watcher until renamed (WinSCP `.filepart`).
@@ -35,6 +44,18 @@ class SftpServerConfig(BaseModel):
     upload_temp_prefixes: tuple[str, ...] = ("~",)
     # fsync the file and in/ before answering the client's close: an acknowledged upload survives a crash.
     fsync_uploads: bool = True
+
+    @model_validator(mode="after")
+    def _unauthenticated_within_total(self) -> SftpServerConfig:
+        if self.max_unauthenticated is not None and self.max_unauthenticated > self.max_connections:
+            raise ValueError("max_unauthenticated cannot exceed max_connections")
+        return self
+
+    def unauthenticated_limit(self) -> int:
+        """Connections not yet authenticated allowed in all."""
+        if self.max_unauthenticated is not None:
+            return self.max_unauthenticated
+        return max(1, self.max_connections // 2)
 
 
 class SftpPartnerAuth(BaseModel):

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.fsutil import write_atomic
+from gateway.outbound.base import PermanentSinkError, TransientSinkError
+from gateway.store.outbox import OutboxItem
 
 
 @dataclass(frozen=True)
@@ -27,3 +29,24 @@ class FolderSink:
             part.unlink(missing_ok=True)
             count += 1
         return count
+
+
+@dataclass(frozen=True)
+class FolderDeliverySink:
+    """The `Sink` of a folder: a partner's out/ (`partner:<id>`) or a `[sinks.<id>]` of type folder.
+
+    Writes `<remote_name>.part`, fsyncs, renames: a re-send of the same row rewrites the same name.
+    A filesystem error (read-only, full, missing) is transient: the outbox retries it.
+    """
+
+    root: Path
+
+    def send(self, item: OutboxItem, payload: bytes) -> str:
+        name = item.remote_name
+        if "/" in name or name.startswith(".") or "\x00" in name:
+            raise PermanentSinkError(f"unsafe output name {name!r}")
+        try:
+            path = FolderSink(self.root).write(name, payload)
+        except OSError as exc:
+            raise TransientSinkError(f"{self.root}: {exc.strerror or exc}") from exc
+        return f"written {path} ({len(payload)} bytes)"

@@ -1,9 +1,11 @@
 """Takes one claimed flow through its stages; every state change is one store transaction.
 
-RECEIVED --identify--> IDENTIFIED --transform--> TRANSFORMED --validate--> VALIDATED --ack--> ACKNOWLEDGED
+RECEIVED --identify--> IDENTIFIED --transform--> TRANSFORMED --validate--> VALIDATED --route--> ROUTED
+(or ACKNOWLEDGED / REJECTED when nothing is to be delivered; see statemachine.py).
 Flow-level problems (empty, too large, duplicate, unreadable) reject at once with a negative ack.
-The acknowledgement is written (atomically, under a name derived from the flow id) *before* the final
-transition commits, so a crash in between rewrites the same file on restart: one ack per flow.
+The acknowledgement is ENQUEUED in the outbox in the same transaction as the flow's final transition
+(and the deliveries with VALIDATED → ROUTED); the delivery workers write it, under a name derived from
+the flow id, after the commit. Counters move after the commit they count.
 Results needed by later stages are stored (invoice rows at VALIDATED); identification is cheap and
 deterministic, so a flow resumed after a crash simply identifies its blob again.
 """
@@ -18,14 +20,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from gateway.config import GatewayConfig
 from gateway.errors import PermanentError
 from gateway.model import Identification, InvoiceDocument, ReasonCode, Syntax
-from gateway.outbound.local_dir import FolderSink
+from gateway.runtime.routing import Router
 from gateway.statemachine import Event, FlowState, Position, backoff_seconds, transition
 from gateway.store.blobs import BlobStore
 from gateway.store.db import FlowSnapshot, InvoiceRecord, Store, utcnow
+from gateway.store.models import InvoiceRow
+from gateway.store.outbox import enqueue
 from gateway.telemetry.metrics import Metrics
 from gateway.transforms.ack_build import (
     INVOICE_ACCEPTED,
@@ -50,6 +56,16 @@ class InvoiceValidator(Protocol):
 
 
 MAX_REASON_FINDINGS = 3
+STOP_STATES = (FlowState.ACKNOWLEDGED, FlowState.REJECTED, FlowState.ROUTED)  # the flow workers' part ends
+
+
+# Called with (conn, verdict, ack file name, ack XML) in the transaction that enqueues a flow's
+# acknowledgement: other doors send it back their way too (AS2 `deliver_acks`).
+AckHook = Callable[[Connection, FlowVerdict, str, bytes], None]
+
+
+class _GuardFailed(Exception):
+    """The guarded transition found the flow moved (lease lost): roll the whole transaction back."""
 
 
 @dataclass
@@ -65,21 +81,22 @@ class Pipeline:
         config: GatewayConfig,
         store: Store,
         blobs: BlobStore,
-        sink_for: Callable[[str], FolderSink],
         identifier: FlowIdentifier,
         validator: InvoiceValidator,
         metrics: Metrics,
         worker_name: str,
+        router: Router | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.blobs = blobs
-        self.sink_for = sink_for
+        self.router = router
         self.identifier = identifier
         self.validator = validator
         self.metrics = metrics
         self.worker = worker_name
         self.log = structlog.get_logger("gateway.worker")
+        self.ack_hooks: list[AckHook] = []
 
     # -- driving ----------------------------------------------------------------------------------
     def process(self, flow: FlowSnapshot) -> FlowState:
@@ -107,7 +124,7 @@ class Pipeline:
                 return FlowState.FAILED
         stage = "?"
         try:
-            while ctx.position.state not in (FlowState.ACKNOWLEDGED, FlowState.REJECTED):
+            while ctx.position.state not in STOP_STATES:
                 stage, step = self._step_for(ctx.position.state)
                 structlog.contextvars.bind_contextvars(stage=stage)
                 started = time.perf_counter()
@@ -125,7 +142,7 @@ class Pipeline:
             FlowState.RECEIVED: ("identify", self._identify),
             FlowState.IDENTIFIED: ("transform", self._transform),
             FlowState.TRANSFORMED: ("validate", self._validate),
-            FlowState.VALIDATED: ("ack", self._acknowledge),
+            FlowState.VALIDATED: ("route", self._acknowledge),
         }
         if state not in steps:
             raise RuntimeError(f"no stage handles {state} yet")
@@ -260,18 +277,76 @@ class Pipeline:
         )  # fmt: skip
 
     def _acknowledge(self, ctx: FlowContext, started: float) -> bool:
-        verdict = self._verdict_from_store(ctx.flow)
-        ack_name = self._write_ack(verdict)
-        self._count_completion(ctx.flow, verdict.status, None)
-        return self._advance(
-            ctx,
-            Event.ACKNOWLEDGE if verdict.status == "Ok" else Event.REJECT,
-            "ack",
-            started,
-            reason=f"{verdict.status} {verdict.flow_status}",
-            values=self._final_values(verdict, ack_name),
-            release=True,
-        )
+        """Route the accepted invoices (when a directory is loaded), then, in ONE transaction: the
+        routing verdicts, the delivery rows, the sender's acknowledgement and the transition."""
+        flow = ctx.flow
+        routed = 0
+        try:
+            with self.store.transaction() as conn:
+                rows = self._invoice_rows(conn, flow.id)
+                result = None
+                if self.router is not None and any(r["status"] == INVOICE_ACCEPTED for r in rows):
+                    result = self.router.route(conn, flow, rows, lambda: self._identification(ctx))
+                routed = result.routed if result else 0
+                verdict = self._verdict(flow, rows)
+                if routed:
+                    event, reason = (
+                        Event.ROUTE,
+                        f"{routed} invoice(s) routed; {verdict.status} {verdict.flow_status}",
+                    )
+                else:
+                    event = Event.ACKNOWLEDGE if verdict.status == "Ok" else Event.REJECT
+                    reason = f"{verdict.status} {verdict.flow_status}"
+                values = self._final_values(verdict, self._enqueue_ack(conn, verdict))
+                accepted = sum(1 for r in rows if r["status"] == INVOICE_ACCEPTED)
+                values.update(invoices_accepted=accepted, invoices_rejected=len(rows) - accepted)
+                if routed:
+                    values.pop("completed_at")  # completed when delivered
+                target = transition(ctx.position, event)
+                if not self.store.advance_in(
+                    conn, flow, ctx.position.state, target.state, worker=self.worker, stage="route",
+                    reason=reason, duration_ms=(time.perf_counter() - started) * 1000, values=values,
+                    release=True,
+                ):  # fmt: skip
+                    raise _GuardFailed
+        except _GuardFailed:
+            self.log.warning("lease lost, flow left to its new owner", stage="route")
+            return False
+        self.log.info("flow state", stage="route", from_state=ctx.position.state.value,
+                      to_state=target.state.value, reason=reason)  # fmt: skip
+        ctx.position = target
+        self._count_completion(flow, verdict.status, None)
+        return True
+
+    @staticmethod
+    def _invoice_rows(conn: Connection, flow_id: str) -> list[dict[str, Any]]:
+        stmt = select(InvoiceRow.__table__).where(InvoiceRow.flow_id == flow_id).order_by(InvoiceRow.seq)
+        return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def _finish(
+        self,
+        ctx: FlowContext,
+        event: Event,
+        stage: str,
+        verdict: FlowVerdict,
+        values: dict[str, Any],
+        reason: str,
+    ) -> bool:
+        """A final transition and the sender's acknowledgement, enqueued in the same transaction."""
+        try:
+            with self.store.transaction() as conn:
+                values = {**self._final_values(verdict, self._enqueue_ack(conn, verdict)), **values}
+                target = transition(ctx.position, event)
+                if not self.store.advance_in(conn, ctx.flow, ctx.position.state, target.state, worker=self.worker,
+                                             stage=stage, reason=reason, values=values, release=True):  # fmt: skip
+                    raise _GuardFailed
+        except _GuardFailed:
+            self.log.warning("lease lost, flow left to its new owner", stage=stage)
+            return False
+        self.log.info("flow state", stage=stage, from_state=ctx.position.state.value,
+                      to_state=target.state.value, reason=reason)  # fmt: skip
+        ctx.position = target
+        return True
 
     # -- endings ----------------------------------------------------------------------------------
     def _reject(self, ctx: FlowContext, reason_code: str, message: str, stage: str) -> FlowState:
@@ -284,14 +359,9 @@ class Pipeline:
             syntax_code=ident.syntax_code if ident else None,
             profile=ident.profile if ident else None,
         )  # fmt: skip
-        ack_name = self._write_ack(verdict)
-        self._count_completion(flow, "Error", reason_code)
-        started = time.perf_counter()
-        values = self._final_values(verdict, ack_name)
-        values.update(reason_code=reason_code, reason_message=message)
-        self._advance(
-            ctx, Event.REJECT, stage, started, reason=f"{reason_code}: {message}", values=values, release=True
-        )
+        values = {"reason_code": reason_code, "reason_message": message}
+        if self._finish(ctx, Event.REJECT, stage, verdict, values, f"{reason_code}: {message}"):
+            self._count_completion(flow, "Error", reason_code)
         return ctx.position.state
 
     def _fail(self, ctx: FlowContext, stage: str, message: str) -> FlowState:
@@ -324,24 +394,17 @@ class Pipeline:
             reason_code=ReasonCode.INTERNAL.value,
             reason_message="the gateway could not process this flow; it is kept for an operator to replay",
         )  # fmt: skip
-        try:
-            ack_name: str | None = self._write_ack(verdict)
-        except OSError as exc:  # the out/ folder itself is failing: park the flow all the same
-            self.log.error("quarantine acknowledgement not written", error=str(exc))
-            ack_name = None
-        self._count_completion(flow, "quarantined", ReasonCode.INTERNAL.value)
-        values = self._final_values(verdict, ack_name)
-        values.update(reason_code=ReasonCode.INTERNAL.value, reason_message=why)
-        self._advance(
-            ctx, Event.QUARANTINE, "quarantine", time.perf_counter(), reason=why, values=values, release=True
-        )
-        self.log.error("flow quarantined", reason=why)
+        # the ack goes through the outbox like every other: an out/ folder that fails is retried forever
+        values = {"reason_code": ReasonCode.INTERNAL.value, "reason_message": why}
+        if self._finish(ctx, Event.QUARANTINE, "quarantine", verdict, values, why):
+            self._count_completion(flow, "quarantined", ReasonCode.INTERNAL.value)
+            self.log.error("flow quarantined", reason=why)
         return ctx.position.state
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _verdict_from_store(self, flow: FlowSnapshot) -> FlowVerdict:
+    def _verdict(self, flow: FlowSnapshot, invoice_rows: Sequence[dict[str, Any]]) -> FlowVerdict:
         row = flow.values
-        invoices = tuple(invoice_verdict(inv) for inv in self.store.flow_invoices(flow.id))
+        invoices = tuple(invoice_verdict(inv) for inv in invoice_rows)
         return FlowVerdict(
             flow.id, flow.partner, flow.filename, flow.size, flow.sha256, flow.received_at,
             syntax=row.get("syntax"), syntax_code=row.get("syntax_code"), profile=row.get("profile"),
@@ -350,17 +413,25 @@ class Pipeline:
             reason_message=None if invoices else "the flow holds no invoice",
         )  # fmt: skip
 
-    def _write_ack(self, verdict: FlowVerdict) -> str:
+    def _enqueue_ack(self, conn: Connection, verdict: FlowVerdict) -> str:
+        """The sender's acknowledgement as outbox rows of its partner's out/ (in the caller's
+        transaction); returns the name of the acknowledgement of record."""
         issued = datetime.now(UTC)
-        sink = self.sink_for(verdict.partner)
         acks = self.config.acks
+        sink = f"partner:{verdict.partner}"
         name = ack_file_name(verdict.filename, verdict.flow_id, "xml")
+        meta = {"status": verdict.status, "received_at": verdict.received_at.isoformat()}
         if acks.json_copy:
-            # JSON first: the XML is the acknowledgement of record, so it lands last.
-            sink.write(ack_file_name(verdict.filename, verdict.flow_id, "json"),
-                       build_ack_json(verdict, issued, acks.max_findings_per_invoice))  # fmt: skip
-        sink.write(name, build_ack_xml(verdict, issued, acks.max_findings_per_invoice))
-        self.metrics.acks_written.labels(verdict.status).inc()
+            # JSON first: the XML is the acknowledgement of record, so it lands last (the outbox sends
+            # one flow's ack rows in order).
+            enqueue(conn, kind="ack", sink=sink, remote_name=ack_file_name(verdict.filename, verdict.flow_id, "json"),
+                    payload=build_ack_json(verdict, issued, acks.max_findings_per_invoice),
+                    flow_id=verdict.flow_id, meta={**meta, "copy": True})  # fmt: skip
+        xml = build_ack_xml(verdict, issued, acks.max_findings_per_invoice)
+        enqueue(conn, kind="ack", sink=sink, remote_name=name, payload=xml,
+                flow_id=verdict.flow_id, meta=meta)  # fmt: skip
+        for hook in self.ack_hooks:
+            hook(conn, verdict, name, xml)
         return name
 
     def _final_values(self, verdict: FlowVerdict, ack_name: str | None) -> dict[str, Any]:

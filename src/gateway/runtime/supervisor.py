@@ -22,11 +22,15 @@ import structlog
 from gateway.config import GatewayConfig
 from gateway.datadir import DataDir
 from gateway.inbound.local_dir import FolderSource
+from gateway.outbound.base import SinkResolver
 from gateway.outbound.local_dir import FolderSink
+from gateway.runtime.delivery import DeliveryWorker, SentHook, build_sinks
 from gateway.runtime.intake import Intake
 from gateway.runtime.pipeline import FlowIdentifier, InvoiceValidator, Pipeline
+from gateway.runtime.routing import Router
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Store, default_worker_name
+from gateway.store.outbox import Outbox
 from gateway.telemetry.metrics import Metrics
 
 
@@ -54,6 +58,9 @@ class Gateway:
         validator: InvoiceValidator,
         metrics: Metrics | None = None,
         extra_services: list[Any] | None = None,
+        sinks: SinkResolver | None = None,
+        router: Router | None = None,
+        sent_hooks: list[SentHook] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.config = config
@@ -87,12 +94,18 @@ class Gateway:
             config,
             self.store,
             self.blobs,
-            self.sink_for,
             identifier,
             validator,
             self.metrics,
             self.worker_name,
+            router=router or Router(config, self.blobs),
         )
+        # Delivery: the outbox, its sinks, and a wake-up set after every commit that enqueued rows.
+        self.sinks = sinks or build_sinks(data_dir, config)
+        self.outbox = Outbox(self.store, self.blobs)
+        self.outbox_wake = threading.Event()
+        self.store.after_outbox_commit.append(self.outbox_wake.set)
+        self.sent_hooks = list(sent_hooks or [])
         self.extra_services = list(extra_services or [])
         self.closers: list[Callable[[], None]] = []  # run after the workers have drained
         self._threads: list[threading.Thread] = []
@@ -118,6 +131,7 @@ class Gateway:
         removed = sum(self.sink_for(pid).remove_partials() for pid in self.partners)
         recovered = self.intake.recover()
         released = self.store.release_stale_leases(all_leases=self.store.is_sqlite)
+        released += Outbox(self.store).release_stale_leases(all_leases=self.store.is_sqlite)
         self.log.info(
             "recovery done",
             claims_recovered=recovered,
@@ -131,6 +145,8 @@ class Gateway:
         self._spawn("intake", self._intake_loop)
         for n in range(self.config.workers.threads):
             self._spawn(f"worker-{n}", self._worker_loop)
+        for n in range(self.config.delivery.threads):
+            self._spawn(f"delivery-{n}", self._delivery_loop)
         for service in self.extra_services:
             service.start()
             self.health.set(type(service).__name__, True)
@@ -212,10 +228,16 @@ class Gateway:
                 continue
             self.pipeline.process(flow)
 
+    def _delivery_loop(self) -> None:
+        worker = DeliveryWorker(self.store, self.outbox, self.sinks, self.config.delivery, self.metrics,
+                                self.worker_name, sent_hooks=self.sent_hooks)  # fmt: skip
+        worker.loop(self.stop_event, self.outbox_wake)
+
     def stop(self, timeout: float = 60.0) -> None:
         self.log.info("stopping: draining workers")
         self.stop_event.set()
         self.work_available.set()
+        self.outbox_wake.set()
         self.folder_source.wake.set()
         for service in reversed(self.extra_services):
             try:
@@ -226,6 +248,7 @@ class Gateway:
             thread.join(timeout)
         for close in self.closers:
             close()
+        self.sinks.close()
         self.store.close()
         self.log.info("gateway stopped")
 

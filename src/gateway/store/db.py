@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +29,9 @@ from sqlalchemy.pool import NullPool
 from gateway.errors import SchemaError
 from gateway.statemachine import WORKABLE_STATES, FlowState
 from gateway.store.models import Base, FlowEventRow, FlowRow, InvoiceRow
+
+# conn.info key set by store/outbox.py `enqueue`: `transaction()` runs `after_outbox_commit` hooks.
+OUTBOX_ENQUEUED_FLAG = "gateway_outbox_enqueued"
 
 
 def utcnow() -> datetime:
@@ -214,6 +217,8 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        # Called after a transaction that enqueued outbox rows has committed (wakes delivery workers).
+        self.after_outbox_commit: list[Callable[[], None]] = []
 
     def close(self) -> None:
         self.engine.dispose()
@@ -240,7 +245,15 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
-            yield conn
+            try:
+                yield conn
+            except BaseException:
+                conn.info.pop(OUTBOX_ENQUEUED_FLAG, None)
+                raise
+            enqueued = conn.info.pop(OUTBOX_ENQUEUED_FLAG, False)
+        if enqueued:  # committed: wake the delivery workers (side effects after the commit)
+            for hook in self.after_outbox_commit:
+                hook()
 
     # -- intake -----------------------------------------------------------------------------------
     def record_received(
@@ -373,49 +386,113 @@ class Store:
         False if the flow is no longer in `expected` under this worker's lease (someone else has it).
         """
         now = now or utcnow()
+        with self.transaction() as conn:
+            ok = self.advance_in(
+                conn, flow, expected, target, worker=worker, stage=stage, reason=reason,
+                duration_ms=duration_ms, values=values, invoices=invoices, release=release,
+                lease_seconds=lease_seconds, now=now,
+            )  # fmt: skip
+            if not ok:
+                conn.rollback()
+        return ok
+
+    def advance_in(
+        self,
+        conn: Connection,
+        flow: FlowSnapshot,
+        expected: FlowState,
+        target: FlowState,
+        *,
+        worker: str,
+        stage: str,
+        reason: str | None = None,
+        duration_ms: float | None = None,
+        values: dict[str, Any] | None = None,
+        invoices: Sequence[InvoiceRecord] = (),
+        release: bool = False,
+        lease_seconds: float | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """`advance` inside the caller's transaction (which may enqueue outbox rows with it).
+
+        False if the guard failed: the caller must then roll its transaction back."""
+        now = now or utcnow()
         updates: dict[str, Any] = dict(values or {})
         updates.update(state=target.value, state_changed_at=now)
         if release:
             updates.update(lease_owner=None, lease_expires_at=None)
         elif lease_seconds is not None:
             updates.update(lease_expires_at=now + timedelta(seconds=lease_seconds))  # renew while progressing
-        with self.transaction() as conn:
-            result = conn.execute(
-                update(FlowRow)
-                .where(FlowRow.id == flow.id, FlowRow.state == expected.value, FlowRow.lease_owner == worker)
-                .values(**updates)
-            )
-            if result.rowcount != 1:
-                conn.rollback()
-                return False
-            self._event(conn, flow.id, expected, target, worker, stage, reason, duration_ms, now)
-            for inv in invoices:
-                self._insert_invoice(conn, flow.id, inv)
+        result = conn.execute(
+            update(FlowRow)
+            .where(FlowRow.id == flow.id, FlowRow.state == expected.value, FlowRow.lease_owner == worker)
+            .values(**updates)
+        )
+        if result.rowcount != 1:
+            return False
+        self._event(conn, flow.id, expected, target, worker, stage, reason, duration_ms, now)
+        for inv in invoices:
+            self._insert_invoice(conn, flow.id, inv)
         return True
 
-    def quarantine_or_replay(self, flow_id: str, target: FlowState, worker: str, reason: str) -> bool:
-        """Operator or recovery move of a flow not held by a lease (QUARANTINED ⇄ RECEIVED)."""
-        now = utcnow()
-        with self.transaction() as conn:
-            current = conn.execute(select(FlowRow.state).where(FlowRow.id == flow_id)).scalar()
-            if current is None:
-                return False
-            conn.execute(
-                update(FlowRow)
-                .where(FlowRow.id == flow_id, FlowRow.state == current)
-                .values(
-                    state=target.value,
-                    state_changed_at=now,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    next_attempt_at=None,
-                    claims=0,
-                    attempts=0,
-                    checkpoint=None,
-                )
+    def move_unleased(
+        self,
+        conn: Connection,
+        flow_id: str,
+        expected: FlowState | Sequence[FlowState],
+        target: FlowState,
+        *,
+        worker: str,
+        stage: str,
+        reason: str | None,
+        values: dict[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> FlowState | None:
+        """Guarded move of a flow no worker holds (delivery states, operator moves) in the caller's
+        transaction; returns the state it left, or None when the flow is not in `expected` / leased."""
+        now = now or utcnow()
+        states = [expected] if isinstance(expected, FlowState) else list(expected)
+        current = conn.execute(
+            select(FlowRow.state).where(
+                FlowRow.id == flow_id,
+                FlowRow.state.in_([s.value for s in states]),
+                FlowRow.lease_owner.is_(None) | (FlowRow.lease_expires_at < now),
             )
-            self._event(conn, flow_id, FlowState(current), target, worker, "operator", reason, None, now)
-        return True
+        ).scalar()
+        if current is None:
+            return None
+        updates = dict(values or {})
+        updates.update(state=target.value, state_changed_at=now, lease_owner=None, lease_expires_at=None)
+        done = conn.execute(
+            update(FlowRow).where(FlowRow.id == flow_id, FlowRow.state == current).values(**updates)
+        ).rowcount
+        if done != 1:
+            return None
+        self._event(conn, flow_id, FlowState(current), target, worker, stage, reason, None, now)
+        return FlowState(current)
+
+    def quarantine_or_replay(
+        self,
+        flow_id: str,
+        target: FlowState,
+        worker: str,
+        reason: str,
+        *,
+        expected: FlowState | Sequence[FlowState] | None = None,
+    ) -> bool:
+        """Operator or recovery move of a flow not held by a lease (QUARANTINED ⇄ RECEIVED).
+
+        Guarded: the state is read and changed in one transaction, only from `expected` (any state
+        when None) and only when no live lease holds the flow; False when nothing moved."""
+        states = [s for s in FlowState] if expected is None else expected
+        with self.transaction() as conn:
+            moved = self.move_unleased(
+                conn, flow_id, states, target, worker=worker, stage="operator", reason=reason,
+                values=dict(next_attempt_at=None, claims=0, attempts=0, checkpoint=None),
+            )  # fmt: skip
+            if moved is None:
+                conn.rollback()
+        return moved is not None
 
     @staticmethod
     def _event(

@@ -10,10 +10,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     text,
@@ -135,6 +137,129 @@ class InvoiceRow(Base):
     report_json: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("uq_invoices_flow_seq", "flow_id", "seq", unique=True),)
+
+
+# --- directory: recipient directory (issue 17; domain.md §5, chorus-reference.md §4) ---
+class DirectoryEntryRow(Base):
+    """One directory line: a legal unit (SIREN), a facility (SIRET) or a SIRET's routing code.
+
+    `line_key` = "SIREN/SIRET/routing code" (empty parts for coarser lines) is the upsert key: a unique
+    string, since unique indexes do not compare NULLs. `services_json` = [{"code","name","active"}, …].
+    """
+
+    __tablename__ = "directory_entries"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    line_key: Mapped[str] = mapped_column(String(130), unique=True)
+    siren: Mapped[str] = mapped_column(String(9), index=True)
+    siret: Mapped[str | None] = mapped_column(String(14), index=True)
+    routing_code: Mapped[str | None] = mapped_column(String(100), index=True)
+    addressing_id: Mapped[str | None] = mapped_column(String(125), index=True)
+    name: Mapped[str] = mapped_column(String(150), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    service_code_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    engagement_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    service_or_engagement_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    services_json: Mapped[str] = mapped_column(Text, default="[]")
+    partner: Mapped[str | None] = mapped_column(String(64))
+    syntax: Mapped[str] = mapped_column(String(8), default="same")
+    source: Mapped[str] = mapped_column(String(16))  # csv | json
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- delivery: the transactional outbox (acks, deliveries, and every other thing that leaves later) ---
+class OutboxRow(Base):
+    """One thing to send: enqueued in the transaction that decided it, sent by a delivery worker.
+
+    `state`: pending (waiting or being sent under a lease) | sent | dead. The payload is kept inline
+    (`payload`) or as a blob of the BlobStore (`payload_sha256` with `payload` NULL).
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # ack | delivery | cdar | webhook | mdn | concentrator
+    sink: Mapped[str] = mapped_column(String(128), index=True)
+    remote_name: Mapped[str] = mapped_column(String(600))
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    payload_sha256: Mapped[str | None] = mapped_column(String(64))
+    flow_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    invoice_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    meta_json: Mapped[str] = mapped_column(Text, default="{}")
+    state: Mapped[str] = mapped_column(String(8))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    receipt: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_outbox_work", "state", "next_attempt_at"),)
+
+
+# --- sftp: login lockouts (issue 16 item 8), kept across restarts ---
+class LoginLockoutRow(Base):
+    """A running lockout: `username` "" = password logins of every user from `address`."""
+
+    __tablename__ = "login_lockouts"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)  # "sftp"
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), primary_key=True)
+    locked_until: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    failures: Mapped[int] = mapped_column(Integer)
+
+
+# --- directory: invoice uniqueness keys ---
+class AcceptedInvoiceKeyRow(Base):
+    """Invoice uniqueness (domain.md §5: one number per seller and year): one row per accepted invoice,
+    written in the transaction that routes it, so two flows carrying the same invoice at once cannot
+    both pass (the second insert waits for the first commit, then conflicts → DOUBLON)."""
+
+    __tablename__ = "accepted_invoice_keys"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    seller_key: Mapped[str] = mapped_column(String(160))
+    number: Mapped[str] = mapped_column(String(128))
+    year: Mapped[str] = mapped_column(String(4))
+    flow_id: Mapped[str] = mapped_column(String(40), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("uq_accepted_invoice_keys", "seller_key", "number", "year", unique=True),)
+
+
+# --- as2: received AS2 messages (issue 23; RFC 4130 dispositions) ---
+class As2MessageRow(Base):
+    """One received AS2 message and what we answered: `result` is `processed` (a flow was taken,
+    `flow_id`) or the RFC 4130 error modifier (`unknown-trading-partner`, `authentication-failed`,
+    `decryption-failed`, `integrity-check-failed`, `insufficient-message-security`,
+    `duplicate-document`, `unexpected-processing-error`…). A Message-ID counts as a duplicate only
+    against a `processed` row of the same partner."""
+
+    __tablename__ = "as2_messages"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(300))
+    as2_from: Mapped[str] = mapped_column(String(130))
+    as2_to: Mapped[str] = mapped_column(String(130))
+    partner: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    result: Mapped[str] = mapped_column(String(48))
+    disposition: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[str | None] = mapped_column(Text)
+    flow_id: Mapped[str | None] = mapped_column(String(40))
+    filename: Mapped[str | None] = mapped_column(String(512))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    signed: Mapped[bool] = mapped_column(Boolean, default=False)
+    encrypted: Mapped[bool] = mapped_column(Boolean, default=False)
+    compressed: Mapped[bool] = mapped_column(Boolean, default=False)
+    mic: Mapped[str | None] = mapped_column(String(200))
+    mdn_mode: Mapped[str] = mapped_column(String(8))  # sync | async | none
+    mdn_message_id: Mapped[str | None] = mapped_column(String(300))
+
+    __table_args__ = (Index("ix_as2_messages_partner_mid", "partner", "message_id"),)
 
 
 # --- console: operator accounts, their sessions and the audit of their actions ---

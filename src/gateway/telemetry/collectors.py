@@ -30,7 +30,7 @@ COLLECTOR_METRICS: dict[str, str] = {
         "Age (since reception) of the oldest flow still in a progress state or FAILED; 0 when none"
     ),
     "gateway_outbox_pending": (
-        "Outbox rows in state pending; always 0 while the database has no outbox table (no outbox yet)"
+        "Outbox rows (acknowledgements, deliveries…) waiting to be sent: state pending"
     ),
     "gateway_quarantined_flows": "Flows parked in QUARANTINED, waiting for an operator",
     "gateway_store_up": "1 if the last scrape could read the database, 0 if the read failed",

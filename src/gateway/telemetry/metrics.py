@@ -63,6 +63,12 @@ class Metrics:
             registry=r,
         )
         # SFTP server
+        self.as2_messages = Counter(
+            "gateway_as2_messages_total",
+            "AS2 messages received, by partner and result (processed or the RFC 4130 error modifier)",
+            ["partner", "result"],
+            registry=r,
+        )
         self.sftp_logins = Counter(
             "gateway_sftp_logins_total", "SFTP authentication attempts", ["result"], registry=r
         )

@@ -18,6 +18,7 @@ _STYLESHEETS = {
 }
 SIRET_SCHEME = "0009"
 SIREN_SCHEME = "0002"
+ROUTING_CODE_SCHEME = "0224"  # BT-46 routing code of the buyer (chorus-reference.md §4.2)
 _SIRET_RE = re.compile(r"^\d{14}$")
 _SIREN_RE = re.compile(r"^\d{9}$")
 _TEXT_FIELDS = (
@@ -102,7 +103,18 @@ def summary_from_flat(flat: etree._Element) -> InvoiceSummary:
     seller_siret = pick_siret(seller_legal, seller_ids)
     values["seller_siret"] = seller_siret
     values["seller_siren"] = pick_siren(seller_legal, seller_ids, seller_siret)
-    values["buyer_siret"] = pick_siret(_ids(flat, "buyer_legal_id"), _ids(flat, "buyer_id"))
+    buyer_legal, buyer_ids = _ids(flat, "buyer_legal_id"), _ids(flat, "buyer_id")
+    buyer_siret = pick_siret(buyer_legal, buyer_ids)
+    values["buyer_siret"] = buyer_siret
+    values["buyer_siren"] = pick_siren(buyer_legal, buyer_ids, buyer_siret)
+    values["buyer_routing_code"] = next((v for s, v in buyer_ids if s == ROUTING_CODE_SCHEME), None)
+    endpoint = flat.find("buyer_endpoint")
+    if endpoint is not None and endpoint.text:
+        values["buyer_electronic_address"] = endpoint.text
+        values["buyer_electronic_address_scheme"] = endpoint.get("scheme") or None
+    issue_date = values["issue_date"]
+    if isinstance(issue_date, str) and len(issue_date) >= 4 and issue_date[:4].isdigit():
+        values["issue_year"] = issue_date[:4]
     values["line_count"] = _count(_text(flat, "line_count"))
     values["attachment_count"] = _count(_text(flat, "attachment_count"))
     return InvoiceSummary(**values)  # type: ignore[arg-type]
