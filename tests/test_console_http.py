@@ -20,6 +20,7 @@ from gateway.config import ConsoleConfig, GatewayConfig, PartnerConfig
 from gateway.console import console_app, console_routes
 from gateway.console.accounts import READ_ONLY, Accounts
 from gateway.datadir import DataDir
+from gateway.statemachine import FlowState
 from gateway.store import queries
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Store
@@ -285,6 +286,7 @@ OPTIONAL_TABLES = {
 def test_lifecycle_and_deliveries_show_when_their_tables_exist(world: World) -> None:
     """Other areas add `invoice_statuses` and `outbox`; the console finds them by name and offers resend."""
     rejected = queries.list_invoices(world.store, status="rejected")[0]
+    accepted = queries.list_invoices(world.store, status="accepted", number="F-2026-001")[0]
     at = datetime(2026, 1, 5, 10, 0)
     with world.store.transaction() as conn:
         for name, ddl in OPTIONAL_TABLES.items():
@@ -295,27 +297,35 @@ def test_lifecycle_and_deliveries_show_when_their_tables_exist(world: World) -> 
                  "VALUES (901, :i, '213', 'Rejetée', :at, :at, 'platform', 'REJ_SEMAN')"),
             {"i": rejected["id"], "at": at},
         )  # fmt: skip
+        # the accepted invoice's delivery went dead and its flow waits for an operator (UNDELIVERED)
         conn.execute(
             text("INSERT INTO outbox (id, kind, sink, remote_name, flow_id, invoice_id, meta_json, state, attempts, "
-                 "created_at, next_attempt_at, last_error) VALUES (907, 'cdar', 'partner:acme', 'x.cdar.xml', :f, "
+                 "created_at, next_attempt_at, last_error) VALUES (907, 'delivery', 'partner:demo', 'F-1.xml', :f, "
                  ":i, '{}', 'dead', 9, :at, :at, 'refused by the sink')"),
-            {"f": rejected["flow_id"], "i": rejected["id"], "at": at},
+            {"f": accepted["flow_id"], "i": accepted["id"], "at": at},
         )  # fmt: skip
+        assert world.store.move_unleased(conn, accepted["flow_id"], FlowState.ACKNOWLEDGED, FlowState.UNDELIVERED,
+                                         worker="delivery", stage="deliver", reason="dead")  # fmt: skip
+    back = f"/console/invoices/{accepted['id']}"
     with world.client() as client:
         page = sign_in(client, "alice")
         token = csrf_of(page.text)
-        invoice = client.get(f"/console/invoices/{rejected['id']}").text
-        assert "<code>213</code> Rejected" in invoice and "x.cdar.xml" in invoice and "Resend" in invoice
-        assert "x.cdar.xml" in client.get(f"/console/flows/{rejected['flow_id']}").text
+        assert "<code>213</code> Rejected" in client.get(f"/console/invoices/{rejected['id']}").text
+        invoice = client.get(back).text
+        assert "F-1.xml" in invoice and "Gave up" in invoice and "Resend" in invoice
+        assert "F-1.xml" in client.get(f"/console/flows/{accepted['flow_id']}").text
         resend = "/console/deliveries/907/resend"
-        assert client.post(resend, data={"back": f"/console/invoices/{rejected['id']}"}).status_code == 403
-        done = client.post(resend, data={"csrf_token": token, "back": f"/console/invoices/{rejected['id']}"})
-        assert done.status_code == 303 and done.headers["location"].endswith("?done=resent")
+        assert client.post(resend, data={"back": back}).status_code == 403  # no CSRF token
+        done = client.post(resend, data={"csrf_token": token, "back": back})
+        assert done.status_code == 303 and done.headers["location"] == back + "?done=resent"
         assert client.post(resend, data={"csrf_token": token}).status_code == 409  # pending now
         assert client.post("/console/deliveries/908/resend", data={"csrf_token": token}).status_code == 409
     with world.store.reader() as conn:
         row = conn.execute(text("SELECT state, attempts, last_error FROM outbox WHERE id = 907")).one()
     assert tuple(row) == ("pending", 0, None)
+    assert world.state(accepted["flow_id"]) == "ROUTED"  # back to its deliveries
+    detail = queries.get_flow_detail(world.store, accepted["flow_id"])
+    assert detail is not None and detail["events"][-1]["worker"] == "operator:alice"
     assert any(a["action"] == "resend" and a["outcome"] == "ok" for a in queries.operator_audit(world.store))
 
 

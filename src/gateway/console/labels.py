@@ -21,6 +21,7 @@ LABELS: Mapping[str, Mapping[str, tuple[str, str]]] = {
         "VALIDATED": ("Validated", "Validé"),
         "ROUTED": ("Routed", "Routé"),
         "DELIVERED": ("Delivered", "Distribué"),
+        "UNDELIVERED": ("Not delivered, waits for an operator", "Non distribué, attend un opérateur"),
         "ACKNOWLEDGED": ("Acknowledged", "Acquitté"),
         "REJECTED": ("Rejected", "Rejeté"),
         "FAILED": ("Failed, retrying", "En échec, reprise"),
@@ -38,7 +39,7 @@ LABELS: Mapping[str, Mapping[str, tuple[str, str]]] = {
         "Ok": ("Accepted", "Accepté"),
         "Error": ("Refused", "Refusé"),
     },
-    "reason": {  # domain.md §3 (flow level) and §4 / chorus-reference.md §3.2 (213 reasons)
+    "reason": {  # domain.md §3 (flow level) and §4 / chorus-reference.md §3.2 (213 and 501 reasons)
         "IRR_VID_F": ("Empty flow", "Flux vide"),
         "IRR_SYNTAX": ("Unreadable or unknown syntax", "Syntaxe illisible ou inconnue"),
         "IRR_TAILLE_F": ("File too large", "Fichier trop volumineux"),
@@ -55,6 +56,13 @@ LABELS: Mapping[str, Mapping[str, tuple[str, str]]] = {
         "MONTANTTOTAL_ERR": ("Wrong total amount", "Montant total erroné"),
         "ADR_ERR": ("Address error", "Erreur d'adresse"),
         "ROUTAGE_ERR": ("Routing error", "Erreur de routage"),
+        "REJ_CONT_B2G": ("B2G content rules broken", "Contrôles B2G non respectés"),
+        "REJ_REF_PJ": ("Attachment reference error", "Référence de pièce jointe erronée"),
+        "REJ_ASS_PJ": ("Attachment link error", "Association de pièce jointe erronée"),
+        "IRR_VID_PJ": ("Empty attachment", "Pièce jointe vide"),
+        "IRR_NOM_PJ": ("Attachment name refused", "Nom de pièce jointe refusé"),
+        "IRR_TAILLE_PJ": ("Attachment too large", "Pièce jointe trop volumineuse"),
+        "IRR_EXT_DOC": ("Attachment type refused", "Type de pièce jointe refusé"),
         "ERR_INTERNE": ("Gateway could not process it", "Erreur interne de la passerelle"),
     },
     "invoice": {
@@ -84,7 +92,6 @@ LABELS: Mapping[str, Mapping[str, tuple[str, str]]] = {
     "outbox": {
         "pending": ("Pending", "En attente"),
         "sent": ("Sent", "Envoyé"),
-        "done": ("Sent", "Envoyé"),
         "dead": ("Gave up", "Abandonné"),
     },
 }

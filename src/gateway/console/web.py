@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hmac
 import html
-import importlib
-import importlib.util
 import re
 import secrets
 from collections.abc import Callable, Mapping
@@ -26,8 +24,6 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from lxml import etree
-from sqlalchemy import update
-from sqlalchemy.engine import Connection
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -45,13 +41,14 @@ from gateway.store import queries
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Store, utcnow
 from gateway.store.models import InvoiceRow
+from gateway.store.outbox import resend as outbox_resend
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "gateway_console"
 LOGIN_COOKIE = "gateway_console_login"
 LANG_COOKIE = "gateway_console_lang"
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-RESENDABLE = ("sent", "dead", "done")  # outbox states a resend applies to (done: older name of sent)
+RESENDABLE = ("sent", "dead")  # outbox states a resend applies to (store/outbox.py)
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -541,27 +538,19 @@ class Console:
             self.accounts.audit(operator.name, "resend", str(item_id), "refused", why, client)
             return why
         with self.store.transaction() as conn:
-            if importlib.util.find_spec("gateway.store.outbox") is not None:  # the delivery area's own resend
-                done = bool(importlib.import_module("gateway.store.outbox").resend(conn, item_id))
-            else:
-                done = _requeue(conn, item_id, str(item["state"]))
+            done = outbox_resend(conn, item_id)
+            if done and item.get("flow_id"):  # a flow waiting for an operator goes back to its deliveries
+                self.store.move_unleased(
+                    conn, str(item["flow_id"]), FlowState.UNDELIVERED, FlowState.ROUTED,
+                    worker=f"operator:{operator.name}", stage="resend",
+                    reason=f"resend of {item.get('remote_name')} to {item.get('sink')} by {operator.name} (console)",
+                )  # fmt: skip
         if not done:
             self.accounts.audit(operator.name, "resend", str(item_id), "refused", "changed meanwhile", client)
             return "the delivery changed meanwhile; reload the page"
         self.accounts.audit(operator.name, "resend", str(item_id), "ok", f"{item.get('kind')} to {item.get('sink')}",
                             client)  # fmt: skip
         return None
-
-
-def _requeue(conn: Connection, item_id: int, state: str) -> bool:
-    """Resend on an outbox without its module: back to pending, attempts reset, on the columns it has."""
-    outbox = queries._reflect(conn, queries.OUTBOX_TABLE)
-    now = utcnow() if conn.dialect.name != "sqlite" else utcnow().replace(tzinfo=None)
-    resets = {"state": "pending", "attempts": 0, "next_attempt_at": now, "lease_owner": None,
-              "lease_expires_at": None, "last_error": None}  # fmt: skip
-    values = {k: v for k, v in resets.items() if k in outbox.c}
-    stmt = update(outbox).where(outbox.c.id == item_id, outbox.c.state == state).values(**values)
-    return bool(conn.execute(stmt).rowcount == 1)
 
 
 class ApiContextLike(Protocol):
