@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from lxml import etree
 
 from gateway.console import console_app
 from gateway.datadir import DataDir
@@ -30,7 +31,7 @@ from gateway.store.db import Store
 from gateway.telemetry.metrics import Metrics
 
 from console_harness import PASSWORD, ConsoleServer, break_totals, crash_twice
-from daemon_harness import Daemon, wait_for
+from daemon_harness import Daemon, read_ack, wait_for
 from invoice_factory import make_cii, make_ubl
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -68,6 +69,14 @@ def _console_url(daemon: Daemon, api_port: int | None, store: Store, data_dir: D
         return
     with ConsoleServer(console_app(store, data_dir.load_config(), data_dir)) as server:
         yield server.url
+
+
+def _ack_status(daemon: Daemon, name: str, partner: str) -> object:
+    acks = daemon.acks_for(name, partner)
+    try:
+        return read_ack(acks[0])["status"] if len(acks) == 1 else None
+    except (OSError, etree.XMLSyntaxError):
+        return None
 
 
 def _flow_states(daemon: Daemon) -> dict[str, str]:
@@ -172,6 +181,10 @@ def test_an_operator_signs_in_filters_reads_a_rule_and_replays(tmp_path: Path) -
                     60,
                     "the replay acknowledged",
                     d,
+                )
+                # the new acknowledgement replaces the quarantine's under the same name (sent by the outbox)
+                wait_for(
+                    lambda: _ack_status(d, "poison.xml", "acme") == "Ok", 60, "the new acknowledgement", d
                 )
                 page.reload()
                 assert page.locator("h1 .badge").inner_text() == "Acknowledged"
