@@ -128,6 +128,13 @@ def test_pages_show_what_the_pipeline_did(world: World) -> None:
         assert detail is not None
         ack_file = world.data_dir.outbox(world.config, "acme") / detail["flow"]["ack_name"]
         assert ack.status_code == 200 and ack.content == ack_file.read_bytes()
+        assert ack.headers["content-disposition"].endswith(detail["flow"]["ack_name"])
+        ack_file.unlink()  # the partner fetched its acknowledgement: the gateway still shows the one of record
+        if queries.optional_tables(world.store)["outbox"]:
+            assert "&lt;Acknowledgement" in client.get(f"/console/flows/{s.rejected}").text
+            assert client.get(f"/console/flows/{s.rejected}/download/ack").content == ack.content
+        else:
+            assert client.get(f"/console/flows/{s.rejected}/download/ack").status_code == 404
         assert client.get(f"/console/flows/{s.rejected}/download/secrets").status_code == 404
 
         # invoices: filters by status, number, recipient; the rejected one shows its rule, message, XPath

@@ -92,11 +92,9 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def read_ack(path: Path) -> dict[str, Any] | None:
-    """An acknowledgement file parsed for display: its main fields, details and the XML text."""
-    try:
-        data = path.read_bytes()
-    except OSError:
+def read_ack(data: bytes | None) -> dict[str, Any] | None:
+    """An acknowledgement parsed for display: its main fields, details and the XML text."""
+    if data is None:
         return None
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
     try:
@@ -348,8 +346,7 @@ class Console:
         if detail is None:
             return self.render(request, "missing.html", session, status_code=404, what=f"flow {flow_id}")
         flow = detail["flow"]
-        ack_path = self._ack_path(flow)
-        ack = read_ack(ack_path) if ack_path else None
+        ack = read_ack(self._ack_bytes(flow))
         events = detail["events"]
         previous = None
         for event in events:
@@ -460,6 +457,24 @@ class Console:
         sha = flow.get("sha256") or ""
         return self.blobs.path_for(sha) if SHA256.match(sha) else None
 
+    def _ack_bytes(self, flow: Mapping[str, Any]) -> bytes | None:
+        """The acknowledgement of record: as the outbox keeps it, else the file in the partner's out/."""
+        name = str(flow.get("ack_name") or "")
+        if not name:
+            return None
+        stored = queries.stored_ack(self.store, str(flow["id"]), name)
+        if stored is not None:
+            if stored["payload"] is not None:
+                return bytes(stored["payload"])
+            sha = str(stored["payload_sha256"] or "")
+            if SHA256.match(sha) and self.blobs.path_for(sha).is_file():
+                return self.blobs.read(sha)
+        path = self._ack_path(flow)
+        try:
+            return path.read_bytes() if path is not None else None
+        except OSError:  # fetched (and deleted) by the partner
+            return None
+
     def download(self, request: Request, session: Session) -> Response:
         flow_id = request.path_params["flow_id"]
         what = request.path_params["what"]
@@ -468,16 +483,24 @@ class Console:
         if detail is None or what not in ("original", "ack"):
             return self.render(request, "missing.html", session, status_code=404, what=f"flow {flow_id}")
         flow = detail["flow"]
-        path = self._ack_path(flow) if what == "ack" else self._original_path(flow)
-        if path is None or not path.is_file():
+        response: Response | None = None
+        if what == "ack":
+            data = self._ack_bytes(flow)
+            if data is not None:
+                name = str(flow["ack_name"])
+                response = Response(data, media_type="application/xml" if name.endswith(".xml") else None)
+                response.headers["content-disposition"] = f"attachment; filename*=utf-8''{quote(name)}"
+        else:
+            path = self._original_path(flow)
+            if path is not None and path.is_file():
+                filename = Path(flow["filename"]).name or "original"
+                response = FileResponse(path, media_type="application/octet-stream", filename=filename)
+        if response is None:
             self.accounts.audit(
                 session.operator.name, f"download-{what}", flow_id, "failed", "file not kept", client
             )
             return self.render(request, "missing.html", session, status_code=404, what=f"the {what} file")
         self.accounts.audit(session.operator.name, f"download-{what}", flow_id, "ok", None, client)
-        filename = path.name if what == "ack" else Path(flow["filename"]).name or "original"
-        media = "application/xml" if path.suffix == ".xml" else "application/octet-stream"
-        response = FileResponse(path, media_type=media, filename=filename)
         self._harden(response)
         return response
 

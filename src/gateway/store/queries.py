@@ -541,3 +541,26 @@ def operator_audit(store: Store, limit: int = 100) -> list[dict[str, Any]]:
         tbl = _reflect(conn, CONSOLE_AUDIT_TABLE)
         stmt = select(tbl).order_by(tbl.c.id.desc()).limit(limit)
         return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def stored_ack(store: Store, flow_id: str, name: str) -> dict[str, Any] | None:
+    """The acknowledgement of record as the outbox keeps it (latest `ack` row of the flow under that name):
+    `payload` (inline bytes) or `payload_sha256` (a blob); None without an outbox or such a row."""
+    with read_connection(store) as conn:
+        if not has_table(conn, OUTBOX_TABLE):
+            return None
+        outbox = _reflect(conn, OUTBOX_TABLE)
+        if not {"kind", "flow_id", "remote_name", "payload", "payload_sha256"} <= set(outbox.c.keys()):
+            return None
+        row = conn.execute(
+            select(outbox.c.payload, outbox.c.payload_sha256)
+            .where(outbox.c.kind == "ack", outbox.c.flow_id == flow_id, outbox.c.remote_name == name)
+            .order_by(outbox.c.id.desc())
+            .limit(1)
+        ).first()
+    if row is None:
+        return None
+    return {
+        "payload": bytes(row.payload) if row.payload is not None else None,
+        "payload_sha256": row.payload_sha256,
+    }
