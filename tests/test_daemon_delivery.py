@@ -23,7 +23,10 @@ backoff_base_seconds = 0.2
 ack_backoff_max_seconds = 1.0
 poll_interval_seconds = 0.5
 """
-HEADER = "siret,siren,routing_code,addressing_id,name,active,service_code_required,engagement_required,services,partner,syntax"
+HEADER = (
+    "siret,siren,routing_code,addressing_id,name,active,service_code_required,engagement_required,"
+    "services,partner,syntax"
+)
 
 
 def _cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:

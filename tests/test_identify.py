@@ -102,11 +102,6 @@ def test_pdf_without_invoice(identifier: Identifier) -> None:
             b"<CrossIndustryDocument xmlns='urn:ferd:CrossIndustryDocument:invoice:1p0'/>",
             r"ZUGFeRD 1\.0 is not accepted \(CrossIndustryDocument\)",
         ),
-        (
-            b"<x:CrossDomainAcknowledgementAndResponse xmlns:x='urn:un:unece:uncefact:data:standard:"
-            b"CrossDomainAcknowledgementAndResponse:100'/>",
-            "not an invoice",
-        ),
         (b"%PDF-1.7\n%truncated", "PDF"),
     ],
 )

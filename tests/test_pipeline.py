@@ -33,7 +33,7 @@ from gateway.validation.plan import ValidationConfig
 from gateway.validation.rulepacks import RulePackRegistry
 
 from daemon_harness import read_ack
-from invoice_factory import BUYER_SIRET, luhn_complete, make_ubl
+from invoice_factory import BUYER_SIRET, luhn_complete, make_cii, make_ubl
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +209,7 @@ def test_route_delivers_known_recipients_and_rejects_the_others(
     assert by_number["R-3"]["reason_code"] == "REJ_CONT_B2G" and "BT-10" in by_number["R-3"]["reason_message"]
     events = [(e["from_state"], e["to_state"]) for e in detail["events"]]
     assert events[-2:] == [("VALIDATED", "ROUTED"), ("ROUTED", "DELIVERED")]
-    assert world.metrics.deliveries.labels("partner:buyer", "sent")._value.get() == 1
+    assert world.metrics.deliveries.labels("partner:buyer", "ok")._value.get() == 1
 
 
 def test_same_invoice_again_is_a_duplicate_and_nothing_is_delivered(
@@ -310,3 +310,40 @@ def test_replay_refuses_a_flow_that_is_not_quarantined(tmp_path: Path, engine: V
     claimed = world.drop("b.xml", make_ubl(lines=1, number="G-2"))
     assert world.store.claim_next("w9", 300) is not None  # a worker holds it
     assert not world.store.quarantine_or_replay(claimed, FlowState.QUARANTINED, "operator", "x")
+
+
+def test_attachments_are_checked_before_delivery(tmp_path: Path, engine: ValidationEngine) -> None:
+    from attachment_factory import PDF_BYTES, Spec, with_attachments
+
+    world = World(tmp_path, engine)
+    _load_directory(world)
+    good = with_attachments(make_ubl(lines=1, number="A-1"), [Spec("PJ-1", "annexe.pdf", PDF_BYTES)])
+    empty = with_attachments(make_ubl(lines=1, number="A-2"), [Spec("PJ-2", "vide.pdf", b"")])
+    flow_id = world.drop("pj.zip", _zip({"good.xml": good, "empty.xml": empty}))
+    assert world.run_once() is FlowState.ROUTED
+    ack = read_ack(world.acks()[0])
+    assert ack["flow_status"] == "IN_INTEGRE_PARTIEL" and ack["reasons"] == ["IRR_VID_PJ"]
+    (delivered,) = (tmp_path / "partners" / "buyer" / "out").iterdir()
+    assert delivered.name == f"{flow_id}_001_A-1.xml" and b"annexe.pdf" in delivered.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("syntax", "expected"), [("same", b"%PDF-"), ("ubl", b"<Invoice"), ("cii", b"<rsm:")]
+)
+def test_facturx_pdf_delivered_as_the_pdf_or_as_asked(
+    tmp_path: Path, engine: ValidationEngine, syntax: str, expected: bytes
+) -> None:
+    from attachment_factory import facturx_pdf
+
+    world = World(tmp_path, engine)
+    _load_directory(world, syntax=syntax)
+    pdf = facturx_pdf(make_cii(lines=1, number="FX-1"))
+    flow_id = world.drop("fx.pdf", pdf)
+    assert world.run_once() is FlowState.ROUTED
+    (delivered,) = (tmp_path / "partners" / "buyer" / "out").iterdir()
+    data = delivered.read_bytes()
+    assert expected in data[:300]
+    if syntax == "same":
+        assert delivered.name == f"{flow_id}_001_FX-1.pdf" and data == pdf
+        (row,) = _outbox_rows(world, "delivery")
+        assert row["payload"] is None  # sent from the blob store, not copied into the outbox

@@ -462,9 +462,14 @@ def test_promtool_check_metrics_on_a_running_gateway(running_gateway: tuple[Any,
         (inbox / f".{name}.tmp").replace(inbox / name)
     outbox = gateway.data_dir.outbox(gateway.config, "acme")
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if len(list_flows(gateway.store, state=FlowState.REJECTED)) == len(drops):
-            break
+
+    def settled() -> bool:  # flows decided, and their acks written by the delivery workers (the outbox)
+        written = gateway.metrics.registry.get_sample_value("gateway_acks_written_total", {"status": "Error"})
+        return len(list_flows(gateway.store, state=FlowState.REJECTED)) == len(drops) and written == len(
+            drops
+        )
+
+    while time.monotonic() < deadline and not settled():
         time.sleep(0.2)
     assert len(list_flows(gateway.store, state=FlowState.REJECTED)) == len(drops), list_flows(gateway.store)
     assert len(list(outbox.glob("*.xml"))) == len(drops)

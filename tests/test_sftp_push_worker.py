@@ -95,7 +95,7 @@ def test_server_down_then_up_delivers_once(store: Store, sshd: SshdHarness, rigs
     sshd.start()
     assert not rig.worker.run_once(now=start + timedelta(seconds=5))  # backing off (10 s)
     assert rig.worker.run_once(now=start + timedelta(seconds=60))
-    assert rig.state() == (SENT, 2) and rig.counted("sent") == 1
+    assert rig.state() == (SENT, 2) and rig.counted("ok") == 1
     assert sshd.files() == {NAME: PAYLOAD}
     assert not rig.worker.run_once(now=start + timedelta(seconds=3600))  # nothing left to send
 

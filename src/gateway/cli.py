@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.deliveries",
     "gateway.commands.directory",
     "gateway.commands.as2",
+    "gateway.commands.api",
     "gateway.commands.operators",
 )
 
@@ -42,14 +43,18 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
 def parse_since(text: str) -> datetime:
     """`24h`, `30m`, `7d`, `90s` ago, or an ISO 8601 date/time (UTC if no offset)."""
     match = re.fullmatch(r"(\d+)\s*([smhd])", text.strip())
-    if match:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-        return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
     try:
+        if match:
+            unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+            return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
         value = datetime.fromisoformat(text)
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        value.astimezone(UTC)  # an offset that leaves year 1..9999 would fail later, in a query
+        return value
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"too far back: {text[:40]!r}") from None
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a duration (24h, 30m, 7d) or ISO date: {text!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,8 +136,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from gateway.config import load_config_file
 
     path = args.file or (args.data_dir / "gateway.toml")
+    from gateway.config import exposure_warnings
+
     config = load_config_file(path)
     print(f"{path}: OK ({len(config.partners)} partner(s): {', '.join(config.partners) or 'none'})")
+    for warning in exposure_warnings(config):
+        print(f"warning: {warning}")
     return 0
 
 

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.as2.config import As2Config, PartnerAs2Config
 from gateway.errors import ConfigError
@@ -67,6 +67,35 @@ class MetricsConfig(Strict):
     port: int = Field(9464, ge=0, le=65535)
 
 
+class ApiConfig(Strict):
+    """The partner-facing HTTP listener: AFNOR Flow Service `/v1` (issue 21) and the console."""
+
+    enabled: bool = Field(False, description="serve the Flow Service API (partners need a token)")
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    tls_cert_file: str = Field("", description="PEM certificate (chain); with tls_key_file = HTTPS")
+    tls_key_file: str = Field("", description="PEM private key of tls_cert_file")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses of reverse proxies whose X-Forwarded-For/-Proto are believed",
+    )
+    rate_limit_per_second: float = Field(10.0, gt=0, description="sustained requests per token")
+    rate_limit_burst: int = Field(40, ge=1, description="requests a token may make at once")
+    max_webhooks_per_partner: int = Field(10, ge=0)
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    webhook_https_only: bool = Field(False, description="refuse http:// callback URLs")
+    webhook_allow_private_networks: bool = Field(
+        False, description="accept callback URLs on loopback/private addresses (SSRF guard off)"
+    )
+    max_connections: int = Field(256, ge=1, description="open connections; beyond them 503 at once")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiConfig:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        return self
+
+
 class ConsoleConfig(Strict):
     """The operators' web console, served under /console by the [api] listener (issue 22)."""
 
@@ -98,7 +127,9 @@ class DeliveryConfig(Strict):
     ack_backoff_max_seconds: float = Field(
         60.0, gt=0, description="longest delay between two tries of an acknowledgement (retried forever)"
     )
-    lease_seconds: float = Field(300.0, gt=0, description="a worker's hold on a row while sending it")
+    lease_seconds: float = Field(
+        600.0, gt=0, description="a worker's hold on a row while sending it; longer than the slowest send"
+    )
     poll_interval_seconds: float = Field(2.0, gt=0, description="idle workers look for due rows this often")
 
 
@@ -112,6 +143,21 @@ class FolderSinkConfig(Strict):
 SinkConfig = Annotated[FolderSinkConfig | SftpSinkConfig, Field(discriminator="type")]
 
 
+class LifecycleConfig(Strict):
+    """Invoice lifecycle statuses (issue 18): how the gateway signs the CDAR messages it sends."""
+
+    platform_name: str = Field(
+        default="flow-gateway", min_length=1, description="MDT-20, our platform's name"
+    )
+    platform_id: str = Field(
+        default="", description="our platform matricule (GlobalID schemeID 0238), if any"
+    )
+    concentrator_sink: str = Field(
+        default="",
+        description="sink id receiving the national concentrator copies (200, 210, 212, 213); empty: none",
+    )
+
+
 class GatewayConfig(Strict):
     node_name: str = Field("", description="worker name in events; default host name + pid")
     intake: IntakeConfig = IntakeConfig()
@@ -120,9 +166,11 @@ class GatewayConfig(Strict):
     acks: AcksConfig = AcksConfig()
     log: LogConfig = LogConfig()
     metrics: MetricsConfig = MetricsConfig()
+    api: ApiConfig = ApiConfig()
     identify: IdentifyLimits = IdentifyLimits()
     validation: ValidationConfig = ValidationConfig()
     sftp: SftpServerConfig = SftpServerConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
     console: ConsoleConfig = ConsoleConfig()
     partners: dict[str, PartnerConfig] = Field(
         default_factory=lambda: {"demo": PartnerConfig(name="Demo partner")}
@@ -148,6 +196,30 @@ class GatewayConfig(Strict):
             if not PARTNER_ID.match(pid):
                 raise ValueError(f"partner id {pid!r} must match {PARTNER_ID.pattern}")
         return partners
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def _is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def exposure_warnings(config: GatewayConfig) -> list[str]:
+    """Settings that are accepted but expose data: shown by `gateway check-config` and logged at start."""
+    warnings = []
+    if config.metrics.enabled and not _is_loopback(config.metrics.host):
+        warnings.append(
+            f"metrics.host = {config.metrics.host!r}: the monitoring port is not authenticated and its "
+            "/api shows SIRETs, VAT ids and totals; keep it on 127.0.0.1 or behind a firewall"
+        )
+    api = config.api
+    if api.enabled and not _is_loopback(api.host) and not api.tls_cert_file and not api.trusted_proxies:
+        warnings.append(
+            f"api.host = {api.host!r} without TLS (api.tls_cert_file) or a TLS reverse proxy "
+            "(api.trusted_proxies): bearer tokens and invoices would cross the network in clear"
+        )
+    return warnings
 
 
 def format_validation_error(error: ValidationError) -> str:

@@ -19,7 +19,13 @@ class Syntax(StrEnum):
     FACTURX_PDF = "facturx-pdf"
     ZIP = "zip"
     FLAT = "flat"
+    CDAR = "cdar"  # lifecycle status message, UN/CEFACT CDAR D22B (issue 18)
+    STATUS_CSV = "status-csv"  # lifecycle statuses in the gateway's CSV (issue 18)
     UNKNOWN = "unknown"
+
+
+# Flows that carry invoice statuses, not invoices: their VALIDATE step applies statuses (issue 18).
+LIFECYCLE_SYNTAXES: frozenset[str] = frozenset({Syntax.CDAR.value, Syntax.STATUS_CSV.value})
 
 
 class Severity(StrEnum):

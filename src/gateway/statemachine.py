@@ -5,10 +5,10 @@ Flow workers (claim a flow under a lease, run its stages):
 Then one transaction (the route stage) decides everything the sender is told, enqueues the sender's
 acknowledgement in the outbox, and ends the flow workers' part:
     VALIDATED --route--------> ROUTED        at least one invoice routed: its delivery rows are enqueued
-    VALIDATED --acknowledge--> ACKNOWLEDGED  (terminal) nothing to deliver: no directory configured (the
-                                             directory is empty), or no invoice left after routing with
-                                             at least one accepted … (partial batches stay partial)
-    VALIDATED --reject-------> REJECTED      (terminal) no invoice accepted
+    VALIDATED --acknowledge--> ACKNOWLEDGED  (terminal) at least one invoice accepted and routing off (the
+                                             directory is empty: validate and answer only)
+    VALIDATED --reject-------> REJECTED      (terminal) no invoice accepted, or none routed (routing
+                                             rejections make a batch partial: IN_INTEGRE_PARTIEL)
 The sender's ack never waits for a recipient: it is enqueued at the same commit as ROUTED.
 Delivery workers (the outbox; a flow in these states is never claimed by flow workers):
     ROUTED --deliver--------> DELIVERED     (terminal) the last delivery row of the flow was sent

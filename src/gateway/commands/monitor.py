@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from gateway.cli import add_data_dir, open_store, parse_since
 from gateway.statemachine import PROGRESS_STATES, FlowState
 from gateway.store import queries
+from gateway.transforms.lifecycle import STATUSES, label
 
 INVOICE_STATUSES = ("accepted", "rejected", "not_validated")
 
@@ -23,12 +24,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     invoices = subparsers.add_parser("invoices", help="list invoices (newest flow first) with their verdicts")
     add_data_dir(invoices)
     invoices.add_argument("--partner", help="partner id")
-    invoices.add_argument("--status", type=str.lower, choices=INVOICE_STATUSES)
+    invoices.add_argument(
+        "--status",
+        type=_invoice_status,
+        help="accepted, rejected, not_validated, or a lifecycle status code (e.g. 210: currently Refusée)",
+    )
     invoices.add_argument("--number", help="invoice number (exact)")
     invoices.add_argument("--since", type=parse_since, help="24h, 30m, 7d or an ISO date (flow reception)")
     invoices.add_argument("--limit", type=_positive_int, default=50)
     invoices.add_argument("--json", action="store_true")
     invoices.set_defaults(func=cmd_invoices)
+
+    invoice = subparsers.add_parser("invoice", help="one invoice: verdict, summary and lifecycle history")
+    add_data_dir(invoice)
+    invoice.add_argument(
+        "invoice_id", type=_positive_int, help="invoice id (column ID of `gateway invoices`)"
+    )
+    invoice.add_argument("--json", action="store_true")
+    invoice.set_defaults(func=cmd_invoice)
 
     stats = subparsers.add_parser(
         "stats", help="counts per state, partner, invoice status and rejection reason"
@@ -49,6 +62,14 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _invoice_status(text: str) -> str:
+    value = text.strip().lower()
+    if value in INVOICE_STATUSES or value in STATUSES:
+        return value
+    known = ", ".join(INVOICE_STATUSES) + ", " + " ".join(STATUSES)
+    raise argparse.ArgumentTypeError(f"unknown status {text!r}; known: {known}")
 
 
 def _short_time(value: datetime | None) -> str:
@@ -90,13 +111,15 @@ def cmd_invoices(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def format_invoices(rows: list[dict[str, Any]]) -> str:
     columns = [
         ("ID", 6, ">"), ("RECEIVED", 19, "<"), ("PARTNER", 12, "<"), ("FLOW", 31, "<"), ("#", 3, ">"),
-        ("STATUS", 13, "<"), ("NUMBER", 20, "<"), ("SELLER", 14, "<"), ("TOTAL", 14, ">"), ("CUR", 3, "<"),
+        ("STATUS", 13, "<"), ("LC", 3, "<"), ("NUMBER", 20, "<"), ("SELLER", 14, "<"), ("TOTAL", 14, ">"),
+        ("CUR", 3, "<"),
     ]  # fmt: skip
     lines = [" ".join(f"{title:{align}{width}}" for title, width, align in columns) + "  REASON"]
     for r in rows:
         values = [
             r["id"], _short_time(r["received_at"]), r["partner"], r["flow_id"], r["seq"], r["status"],
-            r["number"], r["seller_siret"] or r["seller_vat_id"], r["total_gross"], r["currency"],
+            r.get("lifecycle_status"), r["number"], r["seller_siret"] or r["seller_vat_id"], r["total_gross"],
+            r["currency"],
         ]  # fmt: skip
         cells = " ".join(
             f"{_cell(v, width):{align}{width}}" for v, (_, width, align) in zip(values, columns, strict=True)
@@ -104,6 +127,55 @@ def format_invoices(rows: list[dict[str, Any]]) -> str:
         reason = f"{r['reason_code']}: {r['reason_message'] or ''}" if r["reason_code"] else ""
         lines.append(f"{cells}  {_cell(reason, 100) if reason else ''}".rstrip())
     lines.append(f"({len(rows)} invoice(s))")
+    return "\n".join(lines) + "\n"
+
+
+# -- one invoice ------------------------------------------------------------------------------------
+def cmd_invoice(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    store = open_store(args.data_dir)
+    try:
+        invoice = queries.get_invoice(store, args.invoice_id)
+    finally:
+        store.close()
+    if invoice is None:
+        sys.stderr.write(f"no invoice {args.invoice_id}\n")
+        return 1
+    if args.json:
+        _dump(invoice, out)
+        return 0
+    out.write(format_invoice(invoice))
+    return 0
+
+
+def format_invoice(invoice: dict[str, Any]) -> str:
+    summary = invoice.get("summary") or {}
+    current = invoice.get("lifecycle_status")
+    lines = [
+        f"Invoice {invoice['id']}: {invoice.get('number') or '-'} ({invoice.get('type_code') or '-'}) "
+        f"of {invoice.get('issue_date') or '-'}",
+        f"  flow       {invoice['flow_id']} from {invoice['partner']}, received {_short_time(invoice['received_at'])}",
+        f"  seller     {summary.get('seller_name') or '-'} (SIRET {invoice.get('seller_siret') or '-'})",
+        f"  buyer      {summary.get('buyer_name') or '-'} (SIRET {invoice.get('buyer_siret') or '-'})",
+        f"  total      {invoice.get('total_gross') or '-'} {invoice.get('currency') or ''}".rstrip(),
+        f"  validation {invoice['status']}"
+        + (
+            f" ({invoice['reason_code']}: {invoice.get('reason_message') or ''})"
+            if invoice.get("reason_code")
+            else ""
+        ),
+        f"  lifecycle  {current + ' ' + label(current) if current else 'no status yet'}",
+        "",
+        f"{'AT':<19} {'CODE':<4} {'LABEL':<24} {'ACTOR':<9} {'PARTNER':<12} {'FLOW':<31} REASON",
+    ]
+    for s in invoice.get("lifecycle") or []:
+        reason = " ".join(x for x in (s.get("reason_code"), s.get("reason_text")) if x)
+        lines.append(
+            f"{_short_time(s['at']):<19} {s['code']:<4} {_cell(s['label'], 24):<24} {s['actor']:<9} "
+            f"{_cell(s.get('partner'), 12):<12} {_cell(s.get('source_flow'), 31):<31} {reason}".rstrip()
+        )
+    if not invoice.get("lifecycle"):
+        lines.append("(no lifecycle status)")
     return "\n".join(lines) + "\n"
 
 

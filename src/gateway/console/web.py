@@ -609,6 +609,8 @@ def console_routes(
         given = source.extra.get("data_dir")
         data_dir = given if isinstance(given, DataDir) else DataDir(Path(given)) if given else None
     settings = cfg.console
+    if not settings.enabled:  # `[console] enabled = false`: nothing under /console
+        return []
     console = Console(
         store,
         cfg,

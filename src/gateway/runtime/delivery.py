@@ -85,7 +85,7 @@ class DeliveryWorker:
         else:
             hooks = [self._after_sent, *self.sent_hooks]
             if self.outbox.mark_sent(item, self.worker, receipt, now=now, after=hooks):
-                self._count(item, "sent")
+                self._count(item, "ok")
                 log.info("outbox row sent", receipt=receipt)
             else:
                 log.warning("outbox lease lost after sending; the row is sent again under the same name")
@@ -101,7 +101,11 @@ class DeliveryWorker:
 
     def _count(self, item: OutboxItem, result: str) -> None:
         self.metrics.deliveries.labels(item.sink, result).inc()
-        if item.kind == "ack" and result == "sent" and not item.meta.get("copy"):
+        if item.kind == "ack" and result == "ok" and not item.meta.get("copy"):
+            received = item.meta.get("received_at")
+            if received:  # from file taken to acknowledgement written
+                latency = (utcnow() - datetime.fromisoformat(str(received))).total_seconds()
+                self.metrics.flow_latency.observe(max(0.0, latency))
             self.metrics.acks_written.labels(str(item.meta.get("status", "?"))).inc()
 
     def _after_sent(self, conn: Connection, item: OutboxItem) -> None:

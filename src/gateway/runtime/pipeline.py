@@ -23,9 +23,11 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from gateway.api.webhooks import enqueue_flow_event
 from gateway.config import GatewayConfig
 from gateway.errors import PermanentError
-from gateway.model import Identification, InvoiceDocument, ReasonCode, Syntax
+from gateway.model import LIFECYCLE_SYNTAXES, Identification, InvoiceDocument, ReasonCode, Syntax
+from gateway.runtime import lifecycle_flow
 from gateway.runtime.routing import Router
 from gateway.statemachine import Event, FlowState, Position, backoff_seconds, transition
 from gateway.store.blobs import BlobStore
@@ -234,6 +236,8 @@ class Pipeline:
 
     def _validate(self, ctx: FlowContext, started: float) -> bool:
         ident = self._identification(ctx)
+        if ident.syntax.value in LIFECYCLE_SYNTAXES:  # statuses, not invoices (issue 18)
+            return lifecycle_flow.validate_step(self, ctx, started)
         records = [self._judge(seq, doc, ctx.flow.partner) for seq, doc in enumerate(ident.invoices, start=1)]
         accepted = sum(1 for r in records if r.status == INVOICE_ACCEPTED)
         return self._advance(
@@ -288,7 +292,8 @@ class Pipeline:
                 if self.router is not None and any(r["status"] == INVOICE_ACCEPTED for r in rows):
                     result = self.router.route(conn, flow, rows, lambda: self._identification(ctx))
                 routed = result.routed if result else 0
-                verdict = self._verdict(flow, rows)
+                lifecycle_flow.first_statuses(self, conn, flow)  # 200 / 213 / 221 / 501 (issue 18)
+                verdict = lifecycle_flow.verdict(conn, ctx) or self._verdict(flow, rows)
                 if routed:
                     event, reason = (
                         Event.ROUTE,
@@ -298,8 +303,7 @@ class Pipeline:
                     event = Event.ACKNOWLEDGE if verdict.status == "Ok" else Event.REJECT
                     reason = f"{verdict.status} {verdict.flow_status}"
                 values = self._final_values(verdict, self._enqueue_ack(conn, verdict))
-                accepted = sum(1 for r in rows if r["status"] == INVOICE_ACCEPTED)
-                values.update(invoices_accepted=accepted, invoices_rejected=len(rows) - accepted)
+                values.update(invoices_accepted=verdict.accepted, invoices_rejected=verdict.rejected)
                 if routed:
                     values.pop("completed_at")  # completed when delivered
                 target = transition(ctx.position, event)
@@ -309,6 +313,7 @@ class Pipeline:
                     release=True,
                 ):  # fmt: skip
                     raise _GuardFailed
+                enqueue_flow_event(conn, flow.id)  # webhooks (api area), in the ack's transaction
         except _GuardFailed:
             self.log.warning("lease lost, flow left to its new owner", stage="route")
             return False
@@ -340,6 +345,7 @@ class Pipeline:
                 if not self.store.advance_in(conn, ctx.flow, ctx.position.state, target.state, worker=self.worker,
                                              stage=stage, reason=reason, values=values, release=True):  # fmt: skip
                     raise _GuardFailed
+                enqueue_flow_event(conn, ctx.flow.id)  # webhooks (api area), in the ack's transaction
         except _GuardFailed:
             self.log.warning("lease lost, flow left to its new owner", stage=stage)
             return False
@@ -424,7 +430,8 @@ class Pipeline:
         if acks.json_copy:
             # JSON first: the XML is the acknowledgement of record, so it lands last (the outbox sends
             # one flow's ack rows in order).
-            enqueue(conn, kind="ack", sink=sink, remote_name=ack_file_name(verdict.filename, verdict.flow_id, "json"),
+            json_name = ack_file_name(verdict.filename, verdict.flow_id, "json")
+            enqueue(conn, kind="ack", sink=sink, remote_name=json_name,
                     payload=build_ack_json(verdict, issued, acks.max_findings_per_invoice),
                     flow_id=verdict.flow_id, meta={**meta, "copy": True})  # fmt: skip
         xml = build_ack_xml(verdict, issued, acks.max_findings_per_invoice)
@@ -447,7 +454,7 @@ class Pipeline:
         self.metrics.flows_completed.labels(flow.partner, outcome.lower()).inc()
         if reason:
             self.metrics.flows_rejected.labels(reason).inc()
-        self.metrics.flow_latency.observe((datetime.now(UTC) - flow.received_at).total_seconds())
+        # gateway_flow_latency_seconds is observed when the acknowledgement is written (runtime/delivery.py)
 
 
 def report_to_dict(report: Any) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The route stage's decisions, inside the pipeline's VALIDATED → ROUTED transaction.
 
-For each accepted invoice of a flow: `route_invoice` (transforms/route.py, over the directory in the
+For each accepted invoice of a flow: its attachments are checked (BG-24, IRR_*_PJ reasons), then
+`route_invoice` (transforms/route.py, over the directory in the
 store) either rejects it (the invoice row becomes `rejected` with the reason code; a partial batch stays
 partial) or names a recipient; a routed invoice gets a `delivery` outbox row to the recipient's sink, in
 the recipient's syntax, under a deterministic name. Everything here runs in the caller's transaction.
@@ -27,6 +28,7 @@ from gateway.store.directory import AcceptedInvoices, DirectoryStore
 from gateway.store.models import DirectoryEntryRow, InvoiceRow
 from gateway.store.outbox import enqueue
 from gateway.transforms.ack_build import INVOICE_ACCEPTED, INVOICE_REJECTED
+from gateway.transforms.attachments import check_invoice_attachments
 from gateway.transforms.convert import Converter
 from gateway.transforms.delivery_format import (
     DeliveredDocument,
@@ -34,8 +36,9 @@ from gateway.transforms.delivery_format import (
     delivery_base_name,
     format_for_recipient,
 )
-from gateway.transforms.route import Recipient, RouteDecision, route_invoice
+from gateway.transforms.route import DOUBLON, STATUS_REJECTED, Recipient, RouteDecision, route_invoice
 
+MAX_FINDINGS_IN_MESSAGE = 3
 # Called in the route transaction for every decision (the lifecycle helper records 213 / 221 here).
 DecisionHook = Callable[[Connection, int, RouteDecision], None]
 
@@ -47,8 +50,14 @@ class RoutingResult:
     deliveries: list[int] = field(default_factory=list)  # outbox row ids
 
 
+def _from_pdf(doc: InvoiceDocument, ident: Identification) -> bool:
+    """The invoice is the flow's own Factur-X PDF (its bytes are the flow's blob)."""
+    return doc.container == "pdf" and ident.syntax is Syntax.FACTURX_PDF
+
+
 def delivery_document(
     doc: InvoiceDocument,
+    ident: Identification,
     seq: int,
     target: str,
     flow: FlowSnapshot,
@@ -60,7 +69,7 @@ def delivery_document(
 
     Returns (document, is the flow's own blob): a Factur-X PDF delivered as received is sent from the
     blob store instead of being copied into the outbox row."""
-    from_pdf = doc.container == "pdf" and flow.values.get("syntax") == Syntax.FACTURX_PDF.value
+    from_pdf = _from_pdf(doc, ident)
     received = blobs.read(flow.sha256) if from_pdf and flow.sha256 else doc.xml
     base = delivery_base_name(flow.id, f"{seq:03d}", doc.summary.number or "")
     try:
@@ -84,6 +93,22 @@ class Router:
         self.blobs = blobs
         self.converter = converter or Converter()
         self.decision_hooks = list(decision_hooks)
+
+    def _attachment_problem(
+        self, doc: InvoiceDocument, ident: Identification, flow: FlowSnapshot
+    ) -> RouteDecision | None:
+        """BG-24 attachments (and a Factur-X PDF's embedded files) checked before delivery, with the
+        IRR_*_PJ reasons of status 501 (chorus-reference.md §3.2); None when they pass."""
+        received = self.blobs.read(flow.sha256) if _from_pdf(doc, ident) and flow.sha256 else doc.xml
+        findings = check_invoice_attachments(received, doc.xml)
+        if not findings:
+            return None
+        message = "; ".join(f.message for f in findings[:MAX_FINDINGS_IN_MESSAGE])
+        more = len(findings) - MAX_FINDINGS_IN_MESSAGE
+        message += f" (+{more} more)" if more > 0 else ""
+        return RouteDecision(
+            None, findings[0].reason_code, message, status_code="501", details={"field": "BG-24"}
+        )
 
     def sink_id(self, recipient: Recipient) -> str:
         """`partner:<recipient partner>`, unless the directory line names a `[sinks.<id>]` or a sink id."""
@@ -109,7 +134,17 @@ class Router:
             if row["status"] != INVOICE_ACCEPTED:
                 continue
             summary = json.loads(row["summary_json"])
-            decision = route_invoice(summary, directory, duplicates)
+            ident = documents()
+            doc = ident.invoices[row["seq"] - 1]
+            decision = self._attachment_problem(doc, ident, flow) or route_invoice(
+                summary, directory, duplicates
+            )
+            if decision.routed and not duplicates.record(summary):
+                # a twin routed by another flow committed meanwhile (accepted_invoice_keys is unique)
+                decision = RouteDecision(
+                    None, DOUBLON, f"invoice {row.get('number')} (BT-1) of this seller was accepted meanwhile",
+                    status_code=STATUS_REJECTED, details={"field": "BT-1"},
+                )  # fmt: skip
             for hook in self.decision_hooks:
                 hook(conn, int(row["id"]), decision)
             if not decision.routed or decision.recipient is None:
@@ -126,11 +161,9 @@ class Router:
                            reason_message=decision.message)  # fmt: skip
                 result.rejected += 1
                 continue
-            duplicates.remember_summary(summary)
             recipient = decision.recipient
-            doc = documents().invoices[row["seq"] - 1]
             document, as_blob = delivery_document(
-                doc, row["seq"], recipient.syntax, flow, self.blobs, self.converter
+                doc, ident, row["seq"], recipient.syntax, flow, self.blobs, self.converter
             )
             row_id = enqueue(
                 conn,

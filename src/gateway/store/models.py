@@ -136,6 +136,11 @@ class InvoiceRow(Base):
     summary_json: Mapped[str] = mapped_column(Text)
     report_json: Mapped[str | None] = mapped_column(Text)
 
+    # lifecycle (issue 18): the current status code (200, 203, 210...) and when it was set; history in
+    # invoice_statuses. NULL until the gateway records the first status.
+    lifecycle_status: Mapped[str | None] = mapped_column(String(3), index=True)
+    lifecycle_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
     __table_args__ = (Index("uq_invoices_flow_seq", "flow_id", "seq", unique=True),)
 
 
@@ -260,6 +265,92 @@ class As2MessageRow(Base):
     mdn_message_id: Mapped[str | None] = mapped_column(String(300))
 
     __table_args__ = (Index("ix_as2_messages_partner_mid", "partner", "message_id"),)
+
+
+# --- api: Flow Service tokens, webhooks and the flow information a partner gave (issue 21) ---
+class ApiTokenRow(Base):
+    """A partner's bearer token, kept only as the SHA-256 of a 256-bit random secret."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    partner: Mapped[str] = mapped_column(String(64), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # first characters, to recognise a token in lists
+    label: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebhookRow(Base):
+    """A callback URL a partner registered; events are signed with its key (HMAC-SHA256)."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # UUID
+    partner: Mapped[str] = mapped_column(String(64), index=True)
+    callback_url: Mapped[str] = mapped_column(String(2048))
+    signing_key: Mapped[str] = mapped_column(String(96))  # base64 of 32 random bytes
+    filters_json: Mapped[str] = mapped_column(Text)  # flowTypes / flowDirection / ackStatus as given
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ApiFlowInfoRow(Base):
+    """What a partner declared in `flowInfo` when it posted a flow (trackingId, processing rule, …)."""
+
+    __tablename__ = "api_flow_info"
+
+    flow_id: Mapped[str] = mapped_column(String(40), ForeignKey("flows.id"), primary_key=True)
+    partner: Mapped[str] = mapped_column(String(64))
+    tracking_id: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    flow_syntax: Mapped[str] = mapped_column(String(16))
+    flow_profile: Mapped[str | None] = mapped_column(String(32))
+    processing_rule: Mapped[str | None] = mapped_column(String(32))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_api_flow_info_tracking", "partner", "tracking_id"),)
+
+
+# --- lifecycle: invoice status history and the outcome of each line of a lifecycle flow (issue 18) ---
+class InvoiceStatusRow(Base):
+    """One lifecycle status of an invoice (append-only); the invoice row keeps the current one."""
+
+    __tablename__ = "invoice_statuses"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    invoice_id: Mapped[int] = mapped_column(ID_TYPE, ForeignKey("invoices.id"), index=True)
+    code: Mapped[str] = mapped_column(String(3))
+    label: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())  # when the status was set (as its author says)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())  # when the gateway recorded it
+    actor: Mapped[str] = mapped_column(String(16))  # platform | issuer | recipient
+    partner: Mapped[str | None] = mapped_column(String(64))  # partner that sent it (None: the gateway)
+    reason_code: Mapped[str | None] = mapped_column(String(32))
+    reason_text: Mapped[str | None] = mapped_column(Text)
+    source_flow: Mapped[str | None] = mapped_column(String(40), index=True)
+    details_json: Mapped[str | None] = mapped_column(Text)  # e.g. 212: amount collected, VAT rate
+
+
+class LifecycleItemRow(Base):
+    """What became of each status line of a lifecycle flow (its acknowledgement is built from these)."""
+
+    __tablename__ = "lifecycle_items"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    flow_id: Mapped[str] = mapped_column(String(40), ForeignKey("flows.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    item: Mapped[str] = mapped_column(String(512))
+    code: Mapped[str | None] = mapped_column(String(8))
+    invoice_id: Mapped[int | None] = mapped_column(ID_TYPE)
+    status: Mapped[str] = mapped_column(String(16))  # accepted | rejected
+    reason_code: Mapped[str | None] = mapped_column(String(32))
+    reason_message: Mapped[str | None] = mapped_column(Text)
+    summary_json: Mapped[str] = mapped_column(Text)
+    report_json: Mapped[str | None] = mapped_column(Text)  # CDAR validation report (XSD + BR-FR-CDV)
+
+    __table_args__ = (Index("uq_lifecycle_items_flow_seq", "flow_id", "seq", unique=True),)
 
 
 # --- console: operator accounts, their sessions and the audit of their actions ---

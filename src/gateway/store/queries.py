@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.statemachine import WORKABLE_STATES, FlowState
 from gateway.store.db import Store, utcnow
+from gateway.store.lifecycle import status_history
 from gateway.store.models import FlowEventRow, FlowRow, InvoiceRow
 
 # Invoice columns shown in lists (the JSON summary and validation report only in one invoice's view).
@@ -127,8 +128,9 @@ def list_invoices(
 ) -> list[dict[str, Any]]:
     """Invoices with their flow's partner, reception time, state and file name; newest flow first.
 
-    `status` is accepted | rejected | not_validated (any case); `number` is matched exactly;
-    `since` applies to the flow's reception time.
+    `status` is accepted | rejected | not_validated (any case), or a lifecycle status code (`210`: the
+    invoices whose current status is Refusée); `number` is matched exactly; `since` applies to the
+    flow's reception time.
     """
     stmt = (
         select(
@@ -144,7 +146,9 @@ def list_invoices(
     )
     if partner:
         stmt = stmt.where(FlowRow.partner == partner)
-    if status:
+    if status and status.strip().isdigit():
+        stmt = stmt.where(InvoiceRow.lifecycle_status == status.strip())
+    elif status:
         stmt = stmt.where(InvoiceRow.status == status.strip().lower())
     if number:
         stmt = stmt.where(InvoiceRow.number == number)
@@ -155,7 +159,11 @@ def list_invoices(
 
 
 def get_invoice(store: Store, invoice_id: int) -> dict[str, Any] | None:
-    """One invoice row with its flow's partner and state, summary and report parsed; None if unknown."""
+    """One invoice row with its flow's partner and state, summary and report parsed; None if unknown.
+
+    `lifecycle` is its status history, oldest first (issue 18): code, label, at, actor, partner,
+    reason_code, reason_text, source_flow, details.
+    """
     stmt = (
         select(InvoiceRow.__table__, FlowRow.partner, FlowRow.received_at, FlowRow.state.label("flow_state"))
         .join(FlowRow, FlowRow.id == InvoiceRow.flow_id)
@@ -163,7 +171,12 @@ def get_invoice(store: Store, invoice_id: int) -> dict[str, Any] | None:
     )
     with read_connection(store) as conn:
         row = conn.execute(stmt).first()
-    return _invoice_with_documents(dict(row._mapping)) if row else None
+        history = status_history(conn, invoice_id) if row else []
+    if row is None:
+        return None
+    invoice = _invoice_with_documents(dict(row._mapping))
+    invoice["lifecycle"] = history
+    return invoice
 
 
 # -- counts ---------------------------------------------------------------------------------------

@@ -1,5 +1,10 @@
 """The monitoring HTTP server on the metrics port: /metrics, /healthz, /readyz and a read-only JSON API.
 
+Served by uvicorn (asyncio, one event loop, a listen backlog of 2048) with a Starlette app: a thousand
+concurrent clients cost coroutines, not threads, and /healthz is answered on the event loop so it never
+waits behind slow scrapes. Work that touches the database runs in the loop's thread pool. The port is
+not authenticated: keep it on loopback (another address is accepted, with a warning).
+
 Endpoints (described in openapi.json, served at /api/openapi.json):
   /metrics            Prometheus exposition of `Metrics.registry` plus the database gauges (collectors.py)
   /healthz            200 "ok" while the process serves (liveness)
@@ -18,18 +23,20 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import socket
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import structlog
 from prometheus_client.exposition import choose_encoder
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response as StarletteResponse
+from starlette.routing import Route
 
 from gateway.config import MetricsConfig
 from gateway.errors import ConfigError
@@ -40,6 +47,7 @@ from gateway.telemetry.collectors import StoreCollector, rule_pack_versions
 from gateway.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
+    from gateway.api.server import UvicornThread
     from gateway.runtime.supervisor import Health
 
 DEFAULT_LIMIT = 100
@@ -127,56 +135,18 @@ def _state(params: dict[str, str]) -> FlowState | None:
         raise ApiError(400, "bad_parameter", f"state: {exc}") from None
 
 
-# -- the server -----------------------------------------------------------------------------------
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # stop() must not wait for a slow client
-    app: MonitoringServer
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away mid-answer is not worth a traceback on stderr."""
-        structlog.get_logger("gateway.monitoring").debug(
-            "monitoring connection error", client=str(client_address[0]), exc_info=True
-        )
+# -- the ASGI application --------------------------------------------------------------------------
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+STANDARD_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "gateway-monitoring"
-    sys_version = ""
-    timeout = 30  # seconds a client may take to send its request
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
-        self._answer(self.server.app.handle("GET", self.path, self.headers.get("Accept", "")))
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._answer(self.server.app.handle("GET", self.path, self.headers.get("Accept", "")), body=False)
-
-    def _not_allowed(self) -> None:
-        response = error_response(ApiError(405, "method_not_allowed", "this API is read-only: use GET"))
-        response.headers["Allow"] = "GET, HEAD"
-        self._answer(response)
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815
-
-    def _answer(self, response: Response, body: bool = True) -> None:
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if body:
-            self.wfile.write(response.body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
-        """Requests are not logged line by line (Prometheus scrapes every few seconds)."""
+def to_starlette(response: Response) -> StarletteResponse:
+    return StarletteResponse(
+        response.body,
+        response.status,
+        headers={**STANDARD_HEADERS, **response.headers},
+        media_type=response.content_type,
+    )
 
 
 class MonitoringServer:
@@ -200,8 +170,7 @@ class MonitoringServer:
         self.health = health
         self.build_info = dict(build_info)
         self._rule_packs = list(rule_packs) if rule_packs is not None else None
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http: UvicornThread | None = None
         self._collector: StoreCollector | None = None
         self._openapi: bytes | None = None
         self.log = structlog.get_logger("gateway.monitoring")
@@ -222,45 +191,56 @@ class MonitoringServer:
     @property
     def port(self) -> int:
         """The port listened on (the real one when the config asked for 0), or the configured one."""
-        if self._server is not None:
-            return int(self._server.server_address[1])
+        if self._http is not None:
+            return self._http.port
         return self.config.port
 
+    def asgi_app(self) -> Starlette:
+        """Starlette app: /healthz answered on the event loop, everything else in the thread pool."""
+
+        async def endpoint(request: Request) -> StarletteResponse:
+            if request.method not in ("GET", "HEAD"):
+                response = error_response(
+                    ApiError(405, "method_not_allowed", "this API is read-only: use GET")
+                )
+                response.headers["Allow"] = "GET, HEAD"
+                return to_starlette(response)
+            if request.url.path == "/healthz":  # liveness never waits behind slow requests
+                return to_starlette(self._healthz(query="", accept=""))
+            target = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
+            if request.url.query:
+                target += "?" + request.url.query
+            accept = request.headers.get("accept", "")
+            return to_starlette(await run_in_threadpool(self.handle, "GET", target, accept))
+
+        return Starlette(routes=[Route("/{path:path}", endpoint, methods=ALL_METHODS)])
+
     def start(self) -> None:
-        if self._server is not None:
+        if self._http is not None:
             return
         if not self.config.enabled:
             self.log.info("metrics server disabled by configuration")
             return
+        from gateway.api.server import UvicornThread
+
         packs = self._rule_packs if self._rule_packs is not None else rule_pack_versions(None)
         collector = StoreCollector(self.store, self.build_info, packs)
         self.metrics.registry.register(collector)
-        server_class = _Server6 if ":" in self.config.host else _Server
+        http = UvicornThread(self.asgi_app(), name="metrics", host=self.config.host, port=self.config.port)
         try:
-            server = server_class((self.config.host, self.config.port), _Handler)
-        except OSError as exc:
+            http.start()
+        except ConfigError:
             self.metrics.registry.unregister(collector)
-            raise ConfigError(
-                f"metrics: cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}"
-            ) from None
-        server.app = self
+            raise
         self._collector = collector
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="monitoring-http", daemon=True
-        )
-        self._thread.start()
+        self._http = http
         self.log.info("monitoring server listening", host=self.config.host, port=self.port)
 
     def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
+        http, self._http = self._http, None
+        if http is None:
             return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(5.0)
-            self._thread = None
+        http.stop()
         if self._collector is not None:
             self.metrics.registry.unregister(self._collector)
             self._collector = None

@@ -53,6 +53,12 @@ class Metrics:
         self.acks_written = Counter(
             "gateway_acks_written_total", "Acknowledgements written", ["status"], registry=r
         )
+        self.invoice_statuses = Counter(
+            "gateway_invoice_statuses_total",
+            "Invoice lifecycle statuses recorded, by status code (200, 203, 210...)",
+            ["code"],
+            registry=r,
+        )
         self.deliveries = Counter(
             "gateway_deliveries_total", "Deliveries by sink and result", ["sink", "result"], registry=r
         )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from lxml import etree
 
 from gateway.errors import IdentifyError
-from gateway.resources import resource_path
-from gateway.transforms.xmlsafe import parse_xml, safe_parser
+from gateway.transforms.xmlsafe import parse_xml
+from gateway.transforms.xslt import Stylesheets
 
 NS_CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
 NS_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
@@ -28,14 +28,11 @@ class ConversionError(IdentifyError):
 class Converter:
     """CII ⇄ UBL converter; each stylesheet compiles once, on first use."""
 
-    def __init__(self) -> None:
-        self._compiled: dict[str, etree.XSLT] = {}
+    def __init__(self, stylesheets: Stylesheets | None = None) -> None:
+        self._stylesheets = stylesheets or Stylesheets()
 
     def _xslt(self, name: str) -> etree.XSLT:
-        if name not in self._compiled:
-            doc = etree.parse(str(resource_path("xslt", name)), safe_parser())
-            self._compiled[name] = etree.XSLT(doc, access_control=etree.XSLTAccessControl.DENY_ALL)
-        return self._compiled[name]
+        return self._stylesheets.get(name)
 
     def _run(self, xml: bytes, expected: set[str], stylesheet: str, nsmap: dict[str, str]) -> bytes:
         root = parse_xml(xml)

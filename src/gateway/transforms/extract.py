@@ -8,8 +8,8 @@ from decimal import Decimal, InvalidOperation
 from lxml import etree
 
 from gateway.model import InvoiceSummary, Syntax
-from gateway.resources import resource_path
-from gateway.transforms.xmlsafe import parse_xml, safe_parser
+from gateway.transforms.xmlsafe import parse_xml
+from gateway.transforms.xslt import Stylesheets
 
 _STYLESHEETS = {
     Syntax.UBL_INVOICE: "summary-ubl.xsl",
@@ -123,18 +123,15 @@ def summary_from_flat(flat: etree._Element) -> InvoiceSummary:
 class SummaryExtractor:
     """Extracts InvoiceSummary from UBL / CII; stylesheets compile lazily, once per extractor."""
 
-    def __init__(self) -> None:
-        self._compiled: dict[str, etree.XSLT] = {}
+    def __init__(self, stylesheets: Stylesheets | None = None) -> None:
+        self._stylesheets = stylesheets or Stylesheets()
 
     def _xslt(self, syntax: Syntax) -> etree.XSLT:
         try:
             name = _STYLESHEETS[syntax]
         except KeyError:
             raise ValueError(f"no summary stylesheet for syntax {syntax}") from None
-        if name not in self._compiled:
-            doc = etree.parse(str(resource_path("xslt", name)), safe_parser())
-            self._compiled[name] = etree.XSLT(doc, access_control=etree.XSLTAccessControl.DENY_ALL)
-        return self._compiled[name]
+        return self._stylesheets.get(name)
 
     def flat(self, root: etree._Element, syntax: Syntax) -> etree._Element:
         """The flat summary XML (also carries <profile>, the BT-24 identifier)."""

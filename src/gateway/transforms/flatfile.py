@@ -23,7 +23,7 @@ from lxml import etree
 
 from gateway.errors import IdentifyError
 from gateway.resources import resource_path
-from gateway.transforms.xmlsafe import safe_parser
+from gateway.transforms.xslt import Stylesheets
 
 DEFAULT_LAYOUT = "cpp-flat-v1"
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -225,17 +225,17 @@ def _vat_breakdown(lines: list[dict[str, str]]) -> list[tuple[str, str, Decimal,
 class FlatConverter:
     """Reads flat batches with a layout and converts each invoice to UBL 2.1 (compiles its XSLT once)."""
 
-    def __init__(self, layout_name: str = DEFAULT_LAYOUT) -> None:
+    def __init__(self, layout_name: str = DEFAULT_LAYOUT, stylesheets: Stylesheets | None = None) -> None:
         self.layout_name = layout_name
+        self._stylesheets = stylesheets or Stylesheets()
 
     @cached_property
     def layout(self) -> Layout:
         return Layout.load(self.layout_name)
 
-    @cached_property
+    @property
     def _xslt(self) -> etree.XSLT:
-        doc = etree.parse(str(resource_path("xslt", "flat-to-ubl.xsl")), safe_parser())
-        return etree.XSLT(doc, access_control=etree.XSLTAccessControl.DENY_ALL)
+        return self._stylesheets.get("flat-to-ubl.xsl")
 
     def intermediate(self, header: dict[str, str], invoice: list[_Record]) -> etree._Element:
         """The record → XML step: one element per record, one child per declared field."""

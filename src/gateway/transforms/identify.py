@@ -19,7 +19,9 @@ from gateway.resources import resource_path
 from gateway.transforms.extract import SummaryExtractor, summary_from_flat
 from gateway.transforms.facturx_pdf import LevelTable, extract_invoice_xml, normalise_level
 from gateway.transforms.flatfile import FlatConverter, looks_like_flat
+from gateway.transforms.lifecycle_in import cdar_profile, is_cdar, looks_like_status_csv, parse_status_csv
 from gateway.transforms.xmlsafe import parse_xml
+from gateway.transforms.xslt import Stylesheets
 from gateway.transforms.zipbatch import ZipLimits, read_zip
 
 NS_UBL_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
@@ -85,11 +87,12 @@ def _describe_unknown(data: bytes) -> str:
 class Identifier:
     """Identifies flows; stylesheets and data files load lazily, once, then are reused."""
 
-    def __init__(self, limits: IdentifyLimits | None = None) -> None:
+    def __init__(self, limits: IdentifyLimits | None = None, stylesheets: Stylesheets | None = None) -> None:
         self.limits = limits or IdentifyLimits()
-        self.extractor = SummaryExtractor()
+        self.stylesheets = stylesheets or Stylesheets()  # one cache for summaries and flat files
+        self.extractor = SummaryExtractor(self.stylesheets)
         self.levels = LevelTable()
-        self.flat = FlatConverter(self.limits.flat_layout)
+        self.flat = FlatConverter(self.limits.flat_layout, self.stylesheets)
 
     @cached_property
     def _codes(self) -> dict[str, str]:
@@ -104,7 +107,15 @@ class Identifier:
     def identify(self, data: bytes, filename: str) -> Identification:
         if _is_zip(data):
             return self._identify_zip(data)
-        documents = self._identify_item(data, filename, container=None)
+        if looks_like_status_csv(data):
+            return self._identify_status_csv(data, filename)
+        if not _is_pdf(data) and not looks_like_flat(data) and _is_xml(data):
+            root = parse_xml(data, self.limits)
+            if is_cdar(root):
+                return self._identify_cdar(root, data, filename)
+            documents = [self._document(root, data, filename, None)]
+        else:
+            documents = self._identify_item(data, filename, container=None)
         first = documents[0]
         syntax = (
             Syntax.FLAT
@@ -112,6 +123,17 @@ class Identifier:
             else (Syntax.FACTURX_PDF if first.container == "pdf" else first.syntax)
         )
         return Identification(syntax, self.syntax_code(syntax), first.profile, tuple(documents))
+
+    # -- lifecycle flows: a CDAR message or the status CSV, sent alone (issue 18) ------------------------
+    def _identify_status_csv(self, data: bytes, filename: str) -> Identification:
+        parse_status_csv(data)  # unreadable as a whole: IdentifyError (IRR_SYNTAX); lines are judged later
+        doc = InvoiceDocument(item=filename, syntax=Syntax.STATUS_CSV, xml=data, container="status-csv")
+        return Identification(Syntax.STATUS_CSV, self.syntax_code(Syntax.STATUS_CSV), None, (doc,))
+
+    def _identify_cdar(self, root: etree._Element, data: bytes, filename: str) -> Identification:
+        profile = cdar_profile(root)
+        doc = InvoiceDocument(item=filename, syntax=Syntax.CDAR, profile=profile, xml=data, container="cdar")
+        return Identification(Syntax.CDAR, self.syntax_code(Syntax.CDAR), profile, (doc,))
 
     # -- one item (a file alone, or one ZIP entry) ------------------------------------------------------
     def _identify_item(self, data: bytes, item: str, container: str | None) -> list[InvoiceDocument]:
@@ -134,7 +156,9 @@ class Identifier:
         if qname is not None and qname.namespace == NS_ZUGFERD1:
             raise IdentifyError("ZUGFeRD 1.0 is not accepted (CrossIndustryDocument)")
         if qname is not None and qname.localname == "CrossDomainAcknowledgementAndResponse":
-            raise IdentifyError(f"root element {tag} is not an invoice (CDAR lifecycle message)")
+            raise IdentifyError(
+                f"root element {tag} is not an invoice (a CDAR lifecycle message is accepted alone, not in a batch)"
+            )
         raise IdentifyError(f"root element {tag} is not an invoice")
 
     def _document(

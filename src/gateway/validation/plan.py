@@ -14,6 +14,7 @@ Default plan (pack ids from `rulepacks.py`):
 | CII `…#conformant#urn.cpro.gouv.fr:1p0:extended-ctc-fr`    | xsd + extended-ctc-fr: extended-ctc-fr-cii (D22B) → br-fr: br-fr-cii |
 | standalone CII (not in a PDF) with `urn:cen.eu:en16931:2017`, a non-Factur-X ID (XRechnung, ZUGFeRD 1 `…:comfort`), an unknown or no ID | xsd: facturx-en16931 (`en16931_cii_xsd_pack`) → en16931: `en16931_cii_pack` ("auto": cen-en16931 when installed, else facturx-en16931) → br-fr: br-fr-cii |
 | CII in a PDF with a guideline ID that is not a Factur-X one | as Factur-X EN 16931 (facturx-en16931): it fires FX-SCH-A-000556, which is right for a Factur-X PDF |
+| CDAR lifecycle message (issue 18)                          | xsd: br-fr-cdv (`cdar_pack`) → br-fr-cdv: br-fr-cdv   |
 
 "Standalone" means container None or "zip" (an XML file); container "pdf" means Factur-X.
 A layer whose pack is not available stays in the plan with `pack=None`: the report says it did not run and
@@ -103,6 +104,7 @@ class ValidationConfig(BaseModel):
     ubl_en16931_pack: str = "ubl-en16931"
     br_fr_ubl_pack: str = "br-fr-ubl"
     br_fr_cii_pack: str = "br-fr-cii"
+    cdar_pack: str = "br-fr-cdv"  # CDAR lifecycle messages: XSD + BR-FR-CDV rules (France_RFE release)
     cii_profiles: dict[str, ProfilePlan] = Field(default_factory=_default_cii_profiles)
     ubl_profiles: dict[str, ProfilePlan] = Field(default_factory=_default_ubl_profiles)
     # "Warnings packs": extra packs run after the plan in advisory mode: their findings are reported as
@@ -229,6 +231,12 @@ def plan_for(
         elif cfg.br_fr:
             notes.append("BR-FR not applied: the profile does not carry a full invoice")
         rules_role = "schematron-cii"
+    elif syntax == Syntax.CDAR:
+        # Lifecycle message (issue 18): CDAR D22B XSD, then the BR-FR-CDV rules (fatal set).
+        if cfg.xsd:
+            layers.append(_layer(registry, "xsd", cfg.cdar_pack, "xsd-cdar"))
+        layers.append(_layer(registry, "br-fr-cdv", cfg.cdar_pack, "schematron-cdar"))
+        return ValidationPlan(syntax, profile, container, partner, tuple(layers), tuple(notes))
     else:
         notes.append(f"no validation plan for syntax {syntax}")
         return ValidationPlan(syntax, profile, container, partner, (), tuple(notes))

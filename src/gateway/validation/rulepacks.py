@@ -15,10 +15,14 @@ Two kinds:
   - any other pack carries a manifest `rulepack.json`:
     `{"id": "...", "version": "...", "layers": {"schematron-cii": "path", ...}, "license": "LICENSE"}`.
 
+  - the FNFE-MPE France_RFE release (`cdar/xsd/CrossDomainAcknowledgementAndResponse_100pD22B.xsd` and
+    `cdar/xslt/BR-FR-CDV-Schematron-CDAR.xslt`) becomes pack `br-fr-cdv` (lifecycle CDAR messages,
+    issue 18), its version read from the Schematron header `BR-FR-CDV-Schematron-CDAR_VX.Y.Z`;
   Installing a newer release of the same id needs no code change: `get(id)` returns the highest version
   (`get("id@1.3.16")` picks one).
 
-Layer roles: `xsd-invoice`, `xsd-creditnote` (UBL), `xsd-cii`, `schematron-ubl`, `schematron-cii`.
+Layer roles: `xsd-invoice`, `xsd-creditnote` (UBL), `xsd-cii`, `schematron-ubl`, `schematron-cii`,
+`xsd-cdar`, `schematron-cdar` (lifecycle messages).
 Every file of a pack is listed with its SHA-256 so every report can name the exact artefact that judged.
 """
 
@@ -44,8 +48,8 @@ from typing import Literal
 
 from gateway.errors import GatewayError
 
-XSD_ROLES = ("xsd-invoice", "xsd-creditnote", "xsd-cii")
-SCHEMATRON_ROLES = ("schematron-ubl", "schematron-cii")
+XSD_ROLES = ("xsd-invoice", "xsd-creditnote", "xsd-cii", "xsd-cdar")
+SCHEMATRON_ROLES = ("schematron-ubl", "schematron-cii", "schematron-cdar")
 KNOWN_ROLES = XSD_ROLES + SCHEMATRON_ROLES
 
 MANIFEST_NAME = "rulepack.json"
@@ -56,6 +60,15 @@ CEN_LAYERS: Mapping[str, str] = MappingProxyType(
         "schematron-ubl": "ubl/xslt/EN16931-UBL-validation.xslt",
     }
 )
+CDV_PACK_ID = "br-fr-cdv"
+CDV_LAYERS: Mapping[str, str] = MappingProxyType(
+    {
+        "xsd-cdar": "cdar/xsd/CrossDomainAcknowledgementAndResponse_100pD22B.xsd",
+        "schematron-cdar": "cdar/xslt/BR-FR-CDV-Schematron-CDAR.xslt",
+    }
+)
+CDV_VERSION_SOURCE = "cdar/schematron/BR-FR-CDV-Schematron-CDAR.sch"
+_CDV_VERSION = re.compile(r"BR-FR-CDV-Schematron-CDAR_V([0-9][0-9.]*[0-9])")
 MAX_ZIP_ENTRIES = 20_000
 MAX_ZIP_BYTES = 512 * 1024 * 1024
 _VERSION_SCAN_BYTES = 16_384
@@ -359,6 +372,8 @@ def detect_pack(root: Path, kind: Literal["builtin", "installed"] = "installed")
     manifest = root / MANIFEST_NAME
     if manifest.is_file():
         return _pack_from_manifest(root, manifest, kind)
+    if all((root / rel).is_file() for rel in CDV_LAYERS.values()):
+        return _france_rfe_pack(root, kind)
     layers = {role: rel for role, rel in CEN_LAYERS.items() if (root / rel).is_file()}
     if layers:
         versions: dict[str, str] = {}
@@ -386,8 +401,35 @@ def detect_pack(root: Path, kind: Literal["builtin", "installed"] = "installed")
             version_source="; ".join(sources),
         )
     raise RulePackError(
-        f"{root}: not a rule pack: expected {MANIFEST_NAME} or the CEN release layout "
-        f"({' and/or '.join(CEN_LAYERS.values())})"
+        f"{root}: not a rule pack: expected {MANIFEST_NAME}, the CEN release layout "
+        f"({' and/or '.join(CEN_LAYERS.values())}) or the France_RFE layout ({' and '.join(CDV_LAYERS.values())})"
+    )
+
+
+def _france_rfe_pack(root: Path, kind: Literal["builtin", "installed"]) -> RulePack:
+    """The FNFE-MPE France_RFE release: CDAR D22B XSD + BR-FR-CDV rules (fatal set)."""
+    version_file = root / CDV_VERSION_SOURCE
+    stated = None
+    for candidate in (version_file, root / CDV_LAYERS["schematron-cdar"]):
+        if candidate.is_file():
+            with candidate.open("rb") as fh:
+                match = _CDV_VERSION.search(fh.read(_VERSION_SCAN_BYTES).decode("utf-8", errors="replace"))
+            if match:
+                stated = (match.group(1), f"header comment of {candidate.name}")
+                break
+    if stated is None:
+        raise RulePackError(f"{root}: no 'BR-FR-CDV-Schematron-CDAR_VX.Y.Z' header, cannot tell the release")
+    license_rel = next((n for n in ("LICENSE", "LICENSE.txt", "LICENSE.md") if (root / n).is_file()), None)
+    return RulePack(
+        id=CDV_PACK_ID,
+        version=stated[0],
+        kind=kind,
+        root=root,
+        files=_hash_files(root, _all_files(root)),
+        layers=dict(CDV_LAYERS),
+        license=license_rel,
+        description="FNFE-MPE France_RFE: CDAR D22B lifecycle message XSD and BR-FR-CDV rules",
+        version_source=stated[1],
     )
 
 
@@ -572,7 +614,7 @@ def _layout_root(content: Path) -> Path:
     current = content
     for _ in range(3):
         if (current / MANIFEST_NAME).is_file() or any(
-            (current / rel).is_file() for rel in CEN_LAYERS.values()
+            (current / rel).is_file() for rel in (*CEN_LAYERS.values(), *CDV_LAYERS.values())
         ):
             return current
         children = [c for c in current.iterdir() if not c.name.startswith(".") and c.name != "__MACOSX"]
