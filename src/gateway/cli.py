@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.api",
     "gateway.commands.doctor",
     "gateway.commands.purge",
+    "gateway.commands.operators",
 )
 
 

@@ -107,6 +107,19 @@ class ApiConfig(Strict):
         return self
 
 
+class ConsoleConfig(Strict):
+    """The operators' web console, served under /console by the [api] listener (issue 22)."""
+
+    enabled: bool = Field(True, description="mount the console under /console on the API listener")
+    session_hours: float = Field(8.0, gt=0, le=720, description="a sign-in lasts this long")
+    secure_cookie: Literal["auto", "always"] = Field(
+        "auto", description="auto: Secure when the request came over TLS; always: behind a TLS proxy"
+    )
+    login_max_failures: int = Field(5, ge=1, description="failed sign-ins per client and per name …")
+    login_window_seconds: float = Field(300.0, gt=0, description="… within this window before refusing")
+    page_size: int = Field(200, ge=10, le=5000, description="rows shown per list page")
+
+
 class PartnerConfig(Strict):
     name: str = ""
     enabled: bool = True
@@ -170,6 +183,7 @@ class GatewayConfig(Strict):
     validation: ValidationConfig = ValidationConfig()
     sftp: SftpServerConfig = SftpServerConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
+    console: ConsoleConfig = ConsoleConfig()
     partners: dict[str, PartnerConfig] = Field(
         default_factory=lambda: {"demo": PartnerConfig(name="Demo partner")}
     )

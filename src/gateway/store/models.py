@@ -351,3 +351,44 @@ class LifecycleItemRow(Base):
     report_json: Mapped[str | None] = mapped_column(Text)  # CDAR validation report (XSD + BR-FR-CDV)
 
     __table_args__ = (Index("uq_lifecycle_items_flow_seq", "flow_id", "seq", unique=True),)
+
+
+# --- console: operator accounts, their sessions and the audit of their actions ---
+class OperatorRow(Base):
+    """A person who signs in to the web console; the password is kept as an argon2 hash only."""
+
+    __tablename__ = "operators"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))  # admin | read-only
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OperatorSessionRow(Base):
+    """A signed-in console session: the cookie holds a random token, the store only its SHA-256."""
+
+    __tablename__ = "operator_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operator: Mapped[str] = mapped_column(String(64), ForeignKey("operators.name"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class OperatorAuditRow(Base):
+    """Append-only: one row per console action (sign-in, replay, resend, download, refusals)."""
+
+    __tablename__ = "operator_audit"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    operator: Mapped[str | None] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | refused | failed
+    detail: Mapped[str | None] = mapped_column(Text)
+    client: Mapped[str | None] = mapped_column(String(64))
