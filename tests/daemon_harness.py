@@ -1,13 +1,21 @@
-"""Run the real gateway daemon as a subprocess on a throw-away data dir (used by integration tests)."""
+"""Run the real gateway daemon as a subprocess on a throw-away data dir (used by integration tests).
+
+The harness sees the daemon as an operator does: it is started when `/readyz` answers 200 on the
+monitoring port (always on, on a free loopback port), and its flows are read through the monitoring
+API (`/api/flows`), never from the database file.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import sqlite3
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +37,6 @@ backoff_base_seconds = 0.2
 json_copy = {json_copy}
 
 [metrics]
-enabled = {metrics}
 port = {metrics_port}
 
 [sftp]
@@ -49,16 +56,16 @@ name = "ACME"
 
 class Daemon:
     def __init__(self, data_dir: Path, *, max_bytes: int = 1_000_000, json_copy: bool = False,
-                 metrics: bool = False, metrics_port: int = 0, extra: str = "") -> None:  # fmt: skip
+                 metrics_port: int = 0, extra: str = "") -> None:  # fmt: skip
         self.data_dir = data_dir
         self.proc: subprocess.Popen[bytes] | None = None
+        self.metrics_port = metrics_port or free_port()
         data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / "gateway.toml").write_text(
             FAST_CONFIG.format(
                 max_bytes=max_bytes,
                 json_copy=str(json_copy).lower(),
-                metrics=str(metrics).lower(),
-                metrics_port=metrics_port,
+                metrics_port=self.metrics_port,
                 extra=extra,
             )  # fmt: skip
         )
@@ -78,7 +85,19 @@ class Daemon:
             stderr=stderr,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        wait_for(lambda: self.inbox().is_dir() and self.log_has("gateway started"), 60, "daemon start", self)
+        wait_for(self.ready, 90, "daemon ready (/readyz)", self)
+
+    @property
+    def monitoring_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}"
+
+    def ready(self) -> bool:
+        """/readyz answers 200: store, intake, servers and the validation warm-up are up."""
+        try:
+            with urllib.request.urlopen(f"{self.monitoring_url}/readyz", timeout=5) as answer:
+                return bool(answer.status == 200)
+        except (OSError, urllib.error.HTTPError):
+            return False
 
     def log_has(self, text: str) -> bool:
         return self.stderr_path.exists() and text in self.stderr_path.read_text(errors="replace")
@@ -115,14 +134,31 @@ class Daemon:
         ]
 
     def flows(self) -> list[tuple[str, str, str]]:
-        with sqlite3.connect(self.data_dir / "gateway.db") as conn:
-            return list(conn.execute("SELECT id, filename, state FROM flows"))
+        """(id, file name, state) of every flow: through the running daemon's monitoring API, or the
+        `gateway flows` command when the daemon is not running."""
+        if self.proc is not None and self.proc.poll() is None:
+            with urllib.request.urlopen(f"{self.monitoring_url}/api/flows?limit=1000", timeout=30) as answer:
+                rows = json.loads(answer.read())["flows"]
+        else:
+            listed = subprocess.run(
+                [sys.executable, "-m", "gateway.cli", "flows", "--json", "--limit", "100000",
+                 "--data-dir", str(self.data_dir)],
+                capture_output=True, text=True, timeout=120, check=True,
+            )  # fmt: skip
+            rows = json.loads(listed.stdout)
+        return [(flow["id"], flow["filename"], flow["state"]) for flow in rows]
 
     def __enter__(self) -> Daemon:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, daemon: Daemon | None = None) -> None:
