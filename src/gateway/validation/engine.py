@@ -4,6 +4,13 @@ Each XSD (lxml `XMLSchema`) and each compiled Schematron (saxonche `Xslt30Proces
 once, on first use, and kept for the life of the engine; a compile failure is kept too, so a broken pack
 costs one attempt and every document it should judge reports `not_validated` with the cause.
 
+Per document, the XML is parsed once by lxml (safe parser, XSD layers) and once by Saxon: the Saxon tree
+(`XdmNode`) is built on the first Schematron layer and shared by the following ones (each layer used to
+re-parse the same text), so that layer's `duration_ms` includes the Saxon tree build and the later ones do
+not. Documents a stylesheet loads with a literal `document('...')` (the Factur-X code lists) are loaded
+once, at compile time (Saxon's `preEvaluateDocFunction`), not on every run. Other ways of running the same stylesheets faster were measured and left out (bench/README.md,
+"FACTUR-X_EN16931 on large CII": what was tried).
+
 Not thread-safe (SaxonC wants one processor per process): the daemon uses `ValidationPool`, which runs one
 engine per worker process.
 """
@@ -25,6 +32,7 @@ from gateway.validation.rulepacks import SCHEMATRON_ROLES, XSD_ROLES, RulePackRe
 from gateway.validation.svrl import parse_svrl
 
 MAX_XSD_FINDINGS = 200
+PRE_EVALUATE_DOC_FUNCTION = "http://saxon.sf.net/feature/preEvaluateDocFunction"
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,11 @@ class ValidationEngine:
             from saxonche import PySaxonProcessor  # heavy native import: only where it is used
 
             self._saxon = PySaxonProcessor(license=False)
+            # `document('<literal>')` calls (the Factur-X packs look codes up in their `*_codedb.xml` with
+            # 18 to 420 of them) are evaluated once, when the stylesheet is compiled, and the tree is kept
+            # in the processor's configuration: before, every rule run re-parsed the code list (≈ 9 ms
+            # CPU, more than half of a 5-line Factur-X run). Same file, same tree: same findings.
+            self._saxon.set_configuration_property(PRE_EVALUATE_DOC_FUNCTION, "true")
             self._xslt30 = self._saxon.new_xslt30_processor()
         return self._saxon
 
@@ -124,7 +137,7 @@ class ValidationEngine:
             skipped = [self._skipped(layer, "the document is not readable XML") for layer in plan.layers]
             return ValidationReport.from_layers([unreadable, *skipped], plan.notes)
         document = root.getroottree()
-        saxon_text: str | None = None
+        source = _SaxonSource(root)
         results: list[LayerResult] = []
         for layer in plan.layers:
             if layer.pack is None:
@@ -133,9 +146,7 @@ class ValidationEngine:
             if layer.is_xsd:
                 results.append(self._run_xsd(layer, document))
             else:
-                if saxon_text is None:
-                    saxon_text = etree.tostring(root, encoding="unicode")
-                results.append(self._run_schematron(layer, saxon_text))
+                results.append(self._run_schematron(layer, source))
         return ValidationReport.from_layers(results, plan.notes)
 
     @staticmethod
@@ -196,14 +207,14 @@ class ValidationEngine:
             advisory=layer.advisory,
         )
 
-    def _run_schematron(self, layer: PlannedLayer, xml_text: str) -> LayerResult:
+    def _run_schematron(self, layer: PlannedLayer, source: _SaxonSource) -> LayerResult:
         started = time.perf_counter()
         executable = self._artefact(layer)
         ident = self._identity(layer)
         if isinstance(executable, _Failed):
             return LayerResult(**ident, status="error", message=executable.message, advisory=layer.advisory)
         try:
-            node = self._processor().parse_xml(xml_text=xml_text)
+            node = source.node(self._processor())
             svrl = executable.transform_to_string(xdm_node=node)
             if svrl is None:
                 raise RuntimeError("the rule run produced no output")
@@ -228,6 +239,30 @@ class ValidationEngine:
             duration_ms=_ms_since(started),
             advisory=layer.advisory,
         )
+
+
+class _SaxonSource:
+    """The document as a Saxon tree, built on first use and shared by every Schematron layer of a run.
+
+    Saxon parses the lxml re-serialisation (no DTD, no entities left: what the safe parser accepted), as
+    before; a build failure is kept and raised again for every layer that asks.
+    """
+
+    def __init__(self, root: etree._Element) -> None:
+        self._root = root
+        self._node: Any = None
+        self._error: Exception | None = None
+
+    def node(self, processor: Any) -> Any:
+        if self._error is not None:
+            raise self._error
+        if self._node is None:
+            try:
+                self._node = processor.parse_xml(xml_text=etree.tostring(self._root, encoding="unicode"))
+            except Exception as exc:  # PySaxonApiError
+                self._error = exc
+                raise
+        return self._node
 
 
 def _ms_since(started: float) -> float:
