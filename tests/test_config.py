@@ -101,3 +101,19 @@ def test_partner_folder_on_another_filesystem_is_refused(tmp_path: Path) -> None
             for d in dirs:
                 os.rmdir(os.path.join(root, d))
         os.rmdir(other)
+
+
+def test_checking_a_config_loads_no_server_or_parser_stack() -> None:
+    """`gateway check-config` stays light: the config models import neither asyncssh nor pypdf, and
+    the monitoring module does not import the command line (no import cycle)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, gateway.config, gateway.telemetry.http\n"
+        "print(sorted(m for m in ('asyncssh', 'pypdf', 'gateway.cli') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"

@@ -6,15 +6,15 @@ import argparse
 import importlib
 import json
 import os
-import re
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gateway import __version__
 from gateway.errors import ConfigError, GatewayError, SchemaError
+from gateway.timeparse import parse_since
 
 DEFAULT_DATA_DIR = "./gateway-data"
 # Sub-command modules, each with register(subparsers); listed explicitly, never discovered by import.
@@ -42,23 +42,6 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
         default=Path(DEFAULT_DATA_DIR),
         help=f"data directory (default {DEFAULT_DATA_DIR})",
     )
-
-
-def parse_since(text: str) -> datetime:
-    """`24h`, `30m`, `7d`, `90s` ago, or an ISO 8601 date/time (UTC if no offset)."""
-    match = re.fullmatch(r"(\d+)\s*([smhd])", text.strip())
-    try:
-        if match:
-            unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-            return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
-        value = datetime.fromisoformat(text)
-        value = value if value.tzinfo else value.replace(tzinfo=UTC)
-        value.astimezone(UTC)  # an offset that leaves year 1..9999 would fail later, in a query
-        return value
-    except OverflowError:
-        raise argparse.ArgumentTypeError(f"too far back: {text[:40]!r}") from None
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration (24h, 30m, 7d) or ISO date: {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.as2.config import As2Config, PartnerAs2Config
 from gateway.errors import ConfigError
 from gateway.inbound.sftp_config import SftpPartnerAuth, SftpServerConfig
-from gateway.outbound.sftp_push import SftpSinkConfig
-from gateway.transforms.identify import IdentifyLimits
+from gateway.outbound.sftp_push_config import SftpSinkConfig
+from gateway.transforms.limits import IdentifyLimits
 from gateway.validation.plan import ValidationConfig
 
 PARTNER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

@@ -12,9 +12,10 @@ import sys
 from datetime import datetime
 from typing import Any, TextIO
 
-from gateway.cli import add_data_dir, open_store, parse_since
+from gateway.cli import add_data_dir, open_store
 from gateway.statemachine import PROGRESS_STATES, FlowState
 from gateway.store import queries
+from gateway.timeparse import parse_since
 from gateway.transforms.lifecycle import STATUSES, label
 
 INVOICE_STATUSES = ("accepted", "rejected", "not_validated")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 
-import asyncssh
 from argon2 import extract_parameters
 from argon2.exceptions import InvalidHashError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -73,6 +72,8 @@ class SftpPartnerAuth(BaseModel):
     @field_validator("authorized_keys")
     @classmethod
     def _keys_parse(cls, lines: list[str]) -> list[str]:
+        import asyncssh  # here, not at the top: checking a config does not load the SSH stack
+
         for line in lines:
             if not line.strip() or line.lstrip().startswith("#"):
                 continue

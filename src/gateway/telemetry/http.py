@@ -45,6 +45,7 @@ from gateway.store import queries
 from gateway.store.db import Store
 from gateway.telemetry.collectors import StoreCollector, rule_pack_versions
 from gateway.telemetry.metrics import Metrics
+from gateway.timeparse import parse_since
 
 if TYPE_CHECKING:
     from gateway.api.server import UvicornThread
@@ -103,8 +104,6 @@ def _params(query: str, allowed: Iterable[str]) -> dict[str, str]:
 
 def parse_since_param(text: str) -> datetime:
     """`24h`, `30m`, `7d`, `90s` or an ISO 8601 date/time (a `+` offset may arrive decoded as a space)."""
-    from gateway.cli import parse_since
-
     candidates = [text]
     if " " in text:
         head, _, tail = text.rpartition(" ")

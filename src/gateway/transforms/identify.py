@@ -11,7 +11,6 @@ import tomllib
 from functools import cached_property
 
 from lxml import etree
-from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.errors import IdentifyError
 from gateway.model import Finding, Identification, InvoiceDocument, InvoiceSummary, Severity, Syntax
@@ -20,6 +19,7 @@ from gateway.transforms.extract import SummaryExtractor, summary_from_flat
 from gateway.transforms.facturx_pdf import LevelTable, extract_invoice_xml, normalise_level
 from gateway.transforms.flatfile import FlatConverter, looks_like_flat
 from gateway.transforms.lifecycle_in import cdar_profile, is_cdar, looks_like_status_csv, parse_status_csv
+from gateway.transforms.limits import IdentifyLimits
 from gateway.transforms.xmlsafe import parse_xml
 from gateway.transforms.xslt import Stylesheets
 from gateway.transforms.zipbatch import ZipLimits, read_zip
@@ -39,21 +39,6 @@ RULE_SYNTAX = "GW-SYNTAX"
 RULE_FACTURX_LEVEL = "GW-FX-LEVEL"
 RULE_FLAT = "GW-FLAT-FIELD"
 _PROLOG_SKIP = b" \t\r\n"
-
-
-class IdentifyLimits(BaseModel):
-    """Bounds that protect identification from hostile inputs (the caller bounds the flow size)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_zip_entries: int = Field(1000, ge=1)
-    max_zip_uncompressed_bytes: int = Field(500_000_000, ge=1)
-    max_zip_ratio: int = Field(200, ge=1)  # compression ratio above which an entry is a bomb
-    zip_ratio_min_bytes: int = Field(1_000_000, ge=0)  # smaller entries are never bombs, whatever the ratio
-    max_xml_depth: int = Field(256, ge=2, le=256)  # libxml2 refuses deeper documents anyway (no huge_tree)
-    max_pdf_attachments: int = Field(100, ge=1)
-    max_pdf_xml_bytes: int = Field(50_000_000, ge=1)  # declared and actual size of the embedded invoice XML
-    flat_layout: str = "cpp-flat-v1"
 
 
 def _root_name(root: etree._Element) -> str:
